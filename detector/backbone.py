@@ -1,0 +1,431 @@
+"""Frozen CLIP backbones: loading, the two feature taps, device and precision.
+
+``load_backbone`` is one factory read top to bottom: resolve the weights source, build the
+open_clip model, load the weights (failing loudly, never falling back to random weights under
+a real model's name), attach the preprocessing, pick device and precision.
+
+Weights sources:
+
+- a pretrained tag, e.g. ``load_backbone("ViT-L-14-336", "openai")`` (the paper's backbone);
+  taken from the local cache, downloaded when the network allows;
+- a local checkpoint file: ``load_backbone("ViT-B-16", "/path/to/weights.safetensors")``;
+- an open_clip model folder: ``load_backbone("local-dir:/path/to/folder")``;
+- ``tiny-clip``: a built-in tiny CLIP with random weights from a fixed seed (identical in every
+  process), for tests and the offline demo. Its scores mean nothing.
+
+One forward pass yields both taps: ``pooled`` (CLS token after the final layer norm, before the
+projection; 1024-d for ViT-L) and ``projected`` (``pooled @ proj``, the image-text space).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.errors import CueLensError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL_CONFIG_DIR = ASSETS / "models"
+
+DEFAULT_MODEL = "ViT-L-14-336"
+DEFAULT_PRETRAINED = "openai"
+TINY_CLIP = "tiny-clip"
+TINY_CLIP_SEED = 20260212
+LOCAL_DIR_PREFIX = "local-dir:"
+
+# The preprocessing of the reference paper's code: bilinear resize of the shorter side, centre
+# crop, CLIP mean/std. The released heads only reproduce with it.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_INTERPOLATION = "bilinear"
+
+
+class WeightsUnavailableError(CueLensError):
+    """The requested backbone weights cannot be had (not cached, no network, no local file)."""
+
+
+class BackboneError(CueLensError):
+    """The backbone cannot be built or does not expose the feature taps."""
+
+
+@dataclass
+class Backbone:
+    """A loaded, frozen CLIP model with its preprocessing and identity.
+
+    ``id`` names model + weights (e.g. ``ViT-L-14-336/openai``, ``ViT-B-16/file:1a2b3c4d5e6f``,
+    ``tiny-clip/random``) and travels with every embedding and every head.
+    """
+
+    id: str
+    model_name: str
+    weights: str
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    device: torch.device
+    precision: str
+    image_size: int
+    pooled_dim: int
+    projected_dim: int
+    is_demo: bool = False
+    text_calls: int = field(default=0, repr=False)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.precision == "bf16" else None
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both taps for a batch of preprocessed images (B, 3, S, S).
+
+        Returns ``{"pooled": (B, pooled_dim), "projected": (B, projected_dim)}`` as float32 on
+        the CPU.
+        """
+        visual = self.model.visual
+        pixels = pixels.to(self.device, non_blocking=True)
+        with self._autocast():
+            x = visual._embeds(pixels)
+            x = visual.transformer(x)
+            pooled, _ = visual._pool(x)
+            projected = pooled @ visual.proj if visual.proj is not None else pooled
+        return {"pooled": pooled.float().cpu(), "projected": projected.float().cpu()}
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """L2-normalised text embeddings (N, projected_dim) in the image-text space."""
+        self.text_calls += 1
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)
+            with self._autocast():
+                feats = self.model.encode_text(tokens)
+            out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
+        if not out:
+            return np.zeros((0, self.projected_dim), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def embed_pil(self, images: Sequence) -> dict[str, np.ndarray]:
+        """Both taps for RGB PIL images (preprocessed here), as float32 numpy arrays."""
+        batch = torch.stack([self.preprocess(im) for im in images])
+        return {k: v.numpy() for k, v in self.encode_images(batch).items()}
+
+
+# -- device and precision --------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; anything else is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise BackboneError(
+            f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast on CUDA (when supported) and on CPUs with bf16; fp32 elsewhere."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise BackboneError(f"unknown precision {precision!r} (use auto, bf16 or fp32)")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return "bf16"
+    return "fp32"
+
+
+# -- weights resolution ---------------------------------------------------------------------
+
+
+def _register_local_configs() -> None:
+    import open_clip
+
+    if TINY_CLIP not in open_clip.list_models():
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def file_digest(path: str | os.PathLike, prefix: int = 12) -> str:
+    """SHA-256 of a file's bytes (first ``prefix`` hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:prefix]
+
+
+def default_cache_dir() -> str | None:
+    """Where open_clip weights are cached (``CUE_LENS_CACHE`` overrides the usual places)."""
+    return os.environ.get("CUE_LENS_CACHE") or None
+
+
+def cached_weights_path(model: str, pretrained: str, cache_dir: str | None = None) -> str | None:
+    """The local file holding (model, tag) weights if already cached, without any network."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        return None
+    if cfg.get("file"):
+        return cfg["file"] if os.path.isfile(cfg["file"]) else None
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub ships with open_clip
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            if hub.endswith("/"):
+                repo, names = hub.rstrip("/"), []
+            else:
+                repo, filename = os.path.split(hub)
+                names = [filename]
+            names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            for name in names:
+                found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+                if isinstance(found, str) and os.path.isfile(found):
+                    return found
+    url = cfg.get("url", "")
+    if url:
+        target = os.path.join(
+            cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(url)
+        )
+        if os.path.isfile(target):
+            return target
+    return None
+
+
+def network_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+    """A quick check that weights could be downloaded (DNS + TCP connect, no data sent)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("CUE_LENS_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def weights_available(
+    model: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    cache_dir: str | None = None,
+    *,
+    probe_network: bool = True,
+) -> bool:
+    """Whether ``load_backbone(model, pretrained)`` can get its weights right now."""
+    if model == TINY_CLIP:
+        return True
+    if model.startswith(LOCAL_DIR_PREFIX):
+        return Path(model[len(LOCAL_DIR_PREFIX) :]).expanduser().is_dir()
+    if pretrained and os.path.isfile(os.path.expanduser(pretrained)):
+        return True
+    if cached_weights_path(model, pretrained or "", cache_dir or default_cache_dir()):
+        return True
+    return probe_network and network_reachable()
+
+
+def missing_weights_message(model: str, pretrained: str | None, cache_dir: str | None) -> str:
+    """The one message a user sees when weights cannot be had."""
+    where = cache_dir or os.environ.get("HF_HUB_CACHE") or "~/.cache/huggingface/hub"
+    return (
+        f"CLIP weights for {model} / {pretrained} are not available: they are not in the local "
+        f"cache ({where}, ~/.cache/clip) and the network cannot be reached to download them.\n"
+        f"Provide them in one of these ways:\n"
+        f"  - run once with network access to fill the cache;\n"
+        f"  - pass a local checkpoint file: --model {model} --pretrained /path/to/weights.pt "
+        f"(or .safetensors);\n"
+        f"  - pass an open_clip folder: --model local-dir:/path/to/folder;\n"
+        f"  - try the offline demo with random weights: --model tiny-clip (scores mean nothing)."
+    )
+
+
+# -- the factory -----------------------------------------------------------------------------
+
+
+def _build_preprocess(image_size: int, interpolation: str):
+    from torchvision import transforms as T
+
+    modes = {
+        "bilinear": T.InterpolationMode.BILINEAR,
+        "bicubic": T.InterpolationMode.BICUBIC,
+    }
+    if interpolation not in modes:
+        raise BackboneError(f"unknown interpolation {interpolation!r} (bilinear or bicubic)")
+    return T.Compose(
+        [
+            T.Resize(image_size, interpolation=modes[interpolation], antialias=True),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
+def _make_tiny_clip():
+    import open_clip
+
+    _register_local_configs()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns that a model without weights is random: we know
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_CLIP_SEED)
+            model = open_clip.create_model(TINY_CLIP, pretrained=None)
+    finally:
+        root.setLevel(level)
+    return model
+
+
+def _check_taps(model: torch.nn.Module, name: str) -> None:
+    visual = getattr(model, "visual", None)
+    if visual is None or not all(hasattr(visual, a) for a in ("_embeds", "_pool", "proj")):
+        raise BackboneError(
+            f"{name}: only open_clip VisionTransformer image towers expose the pooled and "
+            f"projected taps; choose a ViT model (e.g. ViT-L-14-336, ViT-B-16)"
+        )
+
+
+def load_backbone(
+    model: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    cache_dir: str | None = None,
+    interpolation: str = DEFAULT_INTERPOLATION,
+) -> Backbone:
+    """Build a frozen CLIP backbone.
+
+    ``model`` is an open_clip model name, ``tiny-clip``, or ``local-dir:/folder``;
+    ``pretrained`` a tag (``openai``, ``laion2b_s32b_b82k``, ...) or a local checkpoint path.
+    Raises ``WeightsUnavailableError`` (with instructions) when weights cannot be had and
+    ``BackboneError`` for other set-up problems. Never returns random weights under a real
+    model's name.
+    """
+    import open_clip
+
+    _register_local_configs()
+    cache_dir = cache_dir or default_cache_dir()
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    is_demo = False
+
+    if model == TINY_CLIP:
+        net = _make_tiny_clip()
+        weights = "random"
+        is_demo = True
+    elif model.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(model[len(LOCAL_DIR_PREFIX) :]).expanduser()
+        if not folder.is_dir():
+            raise WeightsUnavailableError(f"{folder}: no such folder for {model!r}")
+        try:
+            net = open_clip.create_model(model, require_pretrained=True, cache_dir=cache_dir)
+        except Exception as exc:
+            raise WeightsUnavailableError(
+                f"{folder}: cannot load an open_clip model ({exc})"
+            ) from exc
+        weights = "dir:" + hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    else:
+        if model not in open_clip.list_models():
+            raise BackboneError(
+                f"unknown model {model!r}; see open_clip.list_models() or use tiny-clip"
+            )
+        if not pretrained:
+            raise BackboneError(
+                f"{model}: no weights given; pass a pretrained tag or a checkpoint file "
+                f"(random weights are only offered as tiny-clip)"
+            )
+        local = Path(pretrained).expanduser()
+        if local.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or local.exists():
+            if not local.is_file():
+                raise WeightsUnavailableError(f"{local}: checkpoint file not found")
+            weights = "file:" + file_digest(local)
+            source = str(local)
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(model)
+            if pretrained not in tags:
+                raise BackboneError(
+                    f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
+                )
+            if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
+                raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
+            weights = pretrained
+            source = pretrained
+        try:
+            net = open_clip.create_model(
+                model,
+                pretrained=source,
+                require_pretrained=True,
+                cache_dir=cache_dir,
+                weights_only=True,
+            )
+        except Exception as exc:
+            if weights.startswith("file:"):
+                raise WeightsUnavailableError(
+                    f"{local}: not a usable {model} checkpoint ({exc})"
+                ) from exc
+            raise WeightsUnavailableError(
+                missing_weights_message(model, pretrained, cache_dir) + f"\n(cause: {exc})"
+            ) from exc
+
+    _check_taps(net, model)
+    net.eval().requires_grad_(False).to(dev)
+    visual = net.visual
+    image_size = visual.image_size
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
+    pooled_dim = visual.ln_post.normalized_shape[0]
+    projected_dim = visual.proj.shape[1] if visual.proj is not None else pooled_dim
+    name = model if not model.startswith(LOCAL_DIR_PREFIX) else "local-dir"
+    backbone_id = f"{name}/{weights}"
+    if interpolation != DEFAULT_INTERPOLATION:
+        backbone_id += f"@{interpolation}"
+    return Backbone(
+        id=backbone_id,
+        model_name=model,
+        weights=weights,
+        model=net,
+        preprocess=_build_preprocess(image_size, interpolation),
+        tokenizer=open_clip.get_tokenizer(model),
+        device=dev,
+        precision=prec,
+        image_size=image_size,
+        pooled_dim=int(pooled_dim),
+        projected_dim=int(projected_dim),
+        is_demo=is_demo,
+    )

@@ -1,0 +1,54 @@
+"""Options shared by several commands: workspace, backbone, output format."""
+
+from __future__ import annotations
+
+import argparse
+
+from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+
+def add_backbone_options(parser: argparse.ArgumentParser) -> None:
+    """``--model --pretrained --device --precision`` (the paper's ViT-L/14-336 by default)."""
+    group = parser.add_argument_group("backbone")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"open_clip model name, 'local-dir:FOLDER', or 'tiny-clip' (default {DEFAULT_MODEL})",
+    )
+    group.add_argument(
+        "--pretrained",
+        default=None,
+        help=f"pretrained tag or local checkpoint file (default {DEFAULT_PRETRAINED} for "
+        f"{DEFAULT_MODEL}; ignored for tiny-clip and local-dir:)",
+    )
+    group.add_argument(
+        "--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda[:N], mps"
+    )
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="auto: bf16 autocast on CUDA and on CPUs with bf16, fp32 elsewhere",
+    )
+
+
+def backbone_from_args(args: argparse.Namespace):
+    """Load the backbone named by ``add_backbone_options``' arguments."""
+    from detector.backbone import load_backbone
+
+    pretrained = args.pretrained
+    if pretrained is None and args.model == DEFAULT_MODEL:
+        pretrained = DEFAULT_PRETRAINED
+    return load_backbone(args.model, pretrained, device=args.device, precision=args.precision)
+
+
+def add_workspace_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--workspace WS``: the workspace directory."""
+    parser.add_argument(
+        "--workspace", "-w", required=required, help="workspace directory (created when missing)"
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json``: print one JSON object instead of text."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")

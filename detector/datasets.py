@@ -1,0 +1,220 @@
+"""Datasets: folder layouts and CSV manifests turned into records.
+
+Two layouts (DESIGN.md, "Contracts"):
+
+- a folder ``ROOT/[split/]CLASS/**/image``: CLASS ``real``, ``0_real`` or ``nature`` means
+  real, any other name is the generator. Inside a generator folder, a path component
+  ``0_real``/``real`` or ``1_fake``/``fake`` overrides the label (CNNSpot's
+  ``progan/airplane/0_real`` layout); those reals get the generator folder as their
+  ``source``, so "matched" pairing compares each generator with its own reals.
+- a CSV manifest with columns ``path,label[,generator,split,pair_id,source]`` (``source_repo``
+  is read as ``source``); paths are relative to the CSV's folder and may not leave it; label
+  ``real``/``synthetic`` (also ``fake``) or ``0``/``1``.
+
+Files are decoded later by content; here a folder scan only skips hidden files and files
+that are plainly not images (text, tables, archives).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detector.errors import CueLensError
+
+REAL_CLASS_NAMES = {"real", "0_real", "nature"}
+FAKE_CLASS_NAMES = {"fake", "1_fake", "synthetic"}
+SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
+UNKNOWN_GENERATOR = "unknown"
+NOT_IMAGE_SUFFIXES = {
+    ".csv", ".tsv", ".txt", ".md", ".json", ".jsonl", ".yaml", ".yml", ".xml", ".html",
+    ".py", ".sh", ".zip", ".tar", ".gz", ".7z", ".sqlite", ".db", ".parquet", ".pt", ".ckpt",
+    ".safetensors", ".npy", ".npz", ".pdf", ".mp4", ".mov", ".avi",
+}  # fmt: skip
+LABEL_VALUES = {
+    "real": 0, "0": 0, "0_real": 0, "nature": 0,
+    "synthetic": 1, "fake": 1, "1": 1, "1_fake": 1, "generated": 1, "ai": 1,
+}  # fmt: skip
+MANIFEST_COLUMNS = {"path", "label", "generator", "split", "pair_id", "source", "source_repo"}
+
+
+class DatasetError(CueLensError):
+    """The dataset as a whole cannot be read (missing folder, manifest without columns...)."""
+
+
+@dataclass
+class Record:
+    """One image file of a dataset. ``label``: 0 real, 1 synthetic, None unknown."""
+
+    path: Path
+    label: int | None
+    generator: str | None = None
+    split: str | None = None
+    pair_id: str | None = None
+    source: str | None = None
+
+
+@dataclass
+class Dataset:
+    """Records of a folder or manifest, plus per-row problems found while reading it."""
+
+    root: Path
+    kind: str  # "folder" | "manifest" | "files"
+    records: list[Record] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)  # {"path", "reason"}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def name(self) -> str:
+        return str(self.root)
+
+
+def load_dataset(source: str | os.PathLike) -> Dataset:
+    """Read a dataset folder, a CSV manifest, or a single image file into records."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _load_folder(path.resolve())
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return load_manifest(path)
+    return Dataset(root=path.parent.resolve(), kind="files", records=[Record(path.resolve(), None)])
+
+
+def files_dataset(paths: list[str | os.PathLike]) -> Dataset:
+    """Unlabelled records for explicit image files (``predict``, uploads)."""
+    resolved = [Path(p).expanduser().resolve() for p in paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
+    return Dataset(root=root, kind="files", records=[Record(p, None) for p in resolved])
+
+
+def _is_candidate(path: Path) -> bool:
+    return (
+        path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix.lower() not in NOT_IMAGE_SUFFIXES
+    )
+
+
+def _load_folder(root: Path) -> Dataset:
+    dataset = Dataset(root=root, kind="folder")
+    top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not top:
+        raise DatasetError(
+            f"{root}: no class folders; expected ROOT/[split/]CLASS/**/image with CLASS "
+            f"'real' (or 0_real, nature) and one folder per generator"
+        )
+    has_splits = all(p.name.lower() in SPLIT_NAMES for p in top)
+    groups = [(p.name.lower(), p) for p in top] if has_splits else [(None, root)]
+    for split, base in groups:
+        if split in ("valid", "validation"):
+            split = "val"
+        for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+            if class_dir.name.startswith("."):
+                continue
+            _scan_class(dataset, class_dir, split)
+    if not dataset.records:
+        raise DatasetError(f"{root}: no image files found under the class folders")
+    return dataset
+
+
+def _scan_class(dataset: Dataset, class_dir: Path, split: str | None) -> None:
+    class_name = class_dir.name
+    is_real_class = class_name.lower() in REAL_CLASS_NAMES
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_parts = [p.lower() for p in Path(dirpath).relative_to(class_dir).parts]
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not _is_candidate(path):
+                continue
+            if is_real_class:
+                dataset.records.append(Record(path, 0, None, split))
+                continue
+            label = 1
+            for part in rel_parts:
+                if part in REAL_CLASS_NAMES:
+                    label = 0
+                elif part in FAKE_CLASS_NAMES:
+                    label = 1
+            if label == 0:
+                dataset.records.append(Record(path, 0, None, split, source=class_name))
+            else:
+                dataset.records.append(Record(path, 1, class_name, split, source=class_name))
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def load_manifest(csv_path: str | os.PathLike) -> Dataset:
+    """Read a CSV manifest (see module docstring); rows with problems become errors."""
+    csv_path = Path(csv_path).expanduser().resolve()
+    root = csv_path.parent
+    dataset = Dataset(root=root, kind="manifest")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            sample = f.read(4096)
+            f.seek(0)
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample else csv.excel
+            reader = csv.DictReader(f, dialect=dialect)
+            columns = {c.strip().lower() for c in (reader.fieldnames or [])}
+            if "path" not in columns or "label" not in columns:
+                raise DatasetError(
+                    f"{csv_path}: a manifest needs the columns 'path' and 'label' "
+                    f"(found: {', '.join(sorted(columns)) or 'none'})"
+                )
+            for line, raw in enumerate(reader, start=2):
+                row = {(k or "").strip().lower(): v for k, v in raw.items()}
+                _manifest_row(dataset, csv_path, line, row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{csv_path}: cannot read manifest ({exc})") from exc
+    return dataset
+
+
+def _manifest_row(dataset: Dataset, csv_path: Path, line: int, row: dict) -> None:
+    rel = _clean(row.get("path"))
+    where = f"{csv_path.name} line {line}"
+    if rel is None:
+        dataset.errors.append({"path": where, "reason": "empty path"})
+        return
+    target = (dataset.root / rel).resolve()
+    if not target.is_relative_to(dataset.root):
+        dataset.errors.append(
+            {"path": rel, "reason": f"{where}: path leaves the manifest's folder; refused"}
+        )
+        return
+    label_text = (_clean(row.get("label")) or "").lower()
+    if label_text not in LABEL_VALUES:
+        dataset.errors.append(
+            {"path": str(target), "reason": f"{where}: unknown label {row.get('label')!r} "
+             "(use real/synthetic or 0/1)"}
+        )  # fmt: skip
+        return
+    label = LABEL_VALUES[label_text]
+    generator = _clean(row.get("generator"))
+    if label == 1 and generator is None:
+        generator = UNKNOWN_GENERATOR
+    if label == 0:
+        generator = None
+    split = _clean(row.get("split"))
+    if split is not None:
+        split = split.lower()
+        split = "val" if split in ("valid", "validation") else split
+    dataset.records.append(
+        Record(
+            path=target,
+            label=label,
+            generator=generator,
+            split=split,
+            pair_id=_clean(row.get("pair_id")),
+            source=_clean(row.get("source")) or _clean(row.get("source_repo")),
+        )
+    )

@@ -1,0 +1,353 @@
+"""Streaming extraction: image files -> both CLIP taps -> the workspace, each image once.
+
+Three small stages, each testable alone:
+
+1. ``hash_records``: read and SHA-256 every file (a thread pool; hashing releases the GIL).
+   Contents whose embeddings are already stored for this backbone are "cached" and cost
+   nothing more.
+2. ``DecodeDataset`` in DataLoader workers: decode by content (``detector.images``), then the
+   backbone's preprocessing. A file that fails becomes an error row; the batch goes on.
+3. The main process runs one batched forward under ``torch.inference_mode()`` and writes the
+   batch (image rows + both taps) in ONE transaction, so a killed process loses at most the
+   batch in flight and the next run finishes the rest.
+
+Memory stays bounded by ``batch_size * (workers * prefetch + 1)`` decoded images, whatever the
+dataset size. ``progress(done, total)`` is called after each batch (tqdm on the command line,
+a progress bar in the dashboard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.backbone import Backbone
+from detector.datasets import Dataset, Record
+from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from detector.store import TAPS, ImageRow, Workspace
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EmbedSummary:
+    """What one ``embed`` run did; ``as_dict`` is the CLI's ``--json`` output."""
+
+    backbone: str
+    images: int = 0
+    embedded: int = 0
+    cached: int = 0
+    failed: int = 0
+    errors: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "backbone": self.backbone,
+            "images": self.images,
+            "embedded": self.embedded,
+            "cached": self.cached,
+            "failed": self.failed,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string (the workspace's image key)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_records(
+    records: Sequence[Record], workers: int = 8
+) -> list[tuple[Record, str | None, int | None, str | None]]:
+    """``(record, sha256, size, error)`` for every record, in order; unreadable -> error."""
+
+    def one(record: Record):
+        try:
+            size = record.path.stat().st_size
+            if size == 0:
+                return record, None, 0, "empty file"
+            return record, sha256_file(record.path), size, None
+        except FileNotFoundError:
+            return record, None, None, "file not found"
+        except IsADirectoryError:
+            return record, None, None, "is a directory"
+        except OSError as exc:
+            return record, None, None, f"cannot read file ({exc.strerror or exc})"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, records))
+
+
+class DecodeDataset(torch.utils.data.Dataset):
+    """Decode + preprocess, run in DataLoader workers; never raises for a bad file."""
+
+    def __init__(self, items: Sequence[tuple[Record, str]], preprocess, image_size: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
+        self.items = list(items)
+        self.preprocess = preprocess
+        self.image_size = image_size
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        record, digest = self.items[index]
+        out = {"index": index, "pixels": None, "error": None, "meta": {}}
+        try:
+            decoded = decode_image(
+                record.path, path=str(record.path), max_pixels=self.max_pixels,
+                min_side=self.image_size,
+            )  # fmt: skip
+            out["pixels"] = self.preprocess(decoded.image)
+            out["meta"] = {
+                "width": decoded.width,
+                "height": decoded.height,
+                "format": decoded.format,
+                "mode": decoded.mode,
+            }
+        except ImageDecodeError as exc:
+            out["error"] = exc.reason
+        except Exception as exc:  # a preprocessing failure must not stop the batch
+            out["error"] = f"cannot preprocess image ({type(exc).__name__}: {exc})"
+        return out
+
+
+def _collate(samples: list[dict]) -> list[dict]:
+    return samples
+
+
+def _row(record: Record, digest: str, size: int | None, meta: dict, error: str | None,
+         dataset_name: str | None) -> ImageRow:  # fmt: skip
+    return ImageRow(
+        hash=digest,
+        path=str(record.path),
+        label=record.label,
+        generator=record.generator,
+        source=record.source,
+        split=record.split,
+        pair_id=record.pair_id,
+        width=meta.get("width"),
+        height=meta.get("height"),
+        format=meta.get("format"),
+        mode=meta.get("mode"),
+        n_bytes=size,
+        error=error,
+        dataset=dataset_name,
+    )
+
+
+def default_workers() -> int:
+    """DataLoader workers: the CPU count minus one for the forward pass, at least 1, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def embed_dataset(
+    dataset: Dataset,
+    workspace: Workspace,
+    backbone: Backbone,
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EmbedSummary:
+    """Embed every record of ``dataset`` not yet in ``workspace`` for ``backbone``.
+
+    Both taps are stored. Files that cannot be read or decoded are listed in the summary's
+    ``errors`` (and recorded in the workspace); the rest of the batch goes on. ``should_stop``
+    lets a caller (the dashboard) cancel between batches; finished batches are kept.
+    """
+    start = time.perf_counter()
+    workers = default_workers() if workers is None else workers
+    summary = EmbedSummary(backbone=backbone.id, images=len(dataset.records))
+    summary.errors.extend(dataset.errors)
+    summary.failed += len(dataset.errors)
+    summary.images += len(dataset.errors)
+
+    hashed = hash_records(dataset.records)
+    done = {tap: workspace.embedded_hashes(backbone.id, tap) for tap in TAPS}
+    have = done["pooled"] & done["projected"]
+    pending: dict[str, tuple[Record, int]] = {}
+    known_rows: list[ImageRow] = []
+    for record, digest, size, error in hashed:
+        if error is not None:
+            summary.failed += 1
+            summary.errors.append({"path": str(record.path), "reason": error})
+            continue
+        if digest in have or digest in pending:
+            summary.cached += 1
+            known_rows.append(_row(record, digest, size, {}, None, dataset.name))
+            continue
+        pending[digest] = (record, size)
+    # Remember paths and labels of already-embedded contents (keeps their stored metadata).
+    for start_i in range(0, len(known_rows), 1000):
+        workspace.add_images(known_rows[start_i : start_i + 1000])
+
+    total = len(pending)
+    if progress:
+        progress(0, total)
+    if total:
+        items = [(rec, digest) for digest, (rec, _) in pending.items()]
+        data = DecodeDataset(items, backbone.preprocess, backbone.image_size, max_pixels)
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            prefetch_factor=2 if workers > 0 else None,
+            persistent_workers=False,
+        )
+        finished = 0
+        for batch in loader:
+            rows, good, tensors = [], [], []
+            for sample in batch:
+                record, digest = items[sample["index"]]
+                size = pending[digest][1]
+                rows.append(_row(record, digest, size, sample["meta"], sample["error"],
+                                 dataset.name))  # fmt: skip
+                if sample["error"] is not None:
+                    summary.failed += 1
+                    summary.errors.append({"path": str(record.path), "reason": sample["error"]})
+                else:
+                    good.append(digest)
+                    tensors.append(sample["pixels"])
+            feats = backbone.encode_images(torch.stack(tensors)) if tensors else None
+            with workspace.transaction():
+                workspace.add_images(rows)
+                if feats is not None:
+                    for tap in TAPS:
+                        workspace.put_embeddings(backbone.id, tap, good, feats[tap].numpy())
+            summary.embedded += len(good)
+            finished += len(batch)
+            if progress:
+                progress(finished, total)
+            if should_stop is not None and should_stop():
+                break
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+@dataclass
+class ImageEmbedding:
+    """One image's result from ``embed_bytes``: both taps, or the reason it failed."""
+
+    name: str
+    hash: str | None
+    pooled: np.ndarray | None = None
+    projected: np.ndarray | None = None
+    cached: bool = False
+    error: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def embed_bytes(
+    items: Sequence[tuple[str, bytes]],
+    backbone: Backbone,
+    workspace: Workspace | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = 16,
+) -> list[ImageEmbedding]:
+    """Embed in-memory images (uploads, single files), reusing the workspace's embeddings.
+
+    ``items`` are ``(display name, file bytes)``. Contents already embedded for this backbone
+    come straight from the workspace; new ones are computed and, with a workspace, stored
+    (unlabelled, under ``upload:NAME``) so the same bytes are instant next time.
+    """
+    results = [ImageEmbedding(name=name, hash=sha256_bytes(data) if data else None)
+               for name, data in items]  # fmt: skip
+    cached: dict[str, dict[str, np.ndarray]] = {}
+    if workspace is not None:
+        hashes = [r.hash for r in results if r.hash]
+        have = workspace.embedded_hashes(backbone.id, "pooled") & workspace.embedded_hashes(
+            backbone.id, "projected"
+        )
+        hit = sorted({h for h in hashes if h in have})
+        if hit:
+            _, pooled = workspace.load_embeddings(backbone.id, "pooled", hit)
+            _, projected = workspace.load_embeddings(backbone.id, "projected", hit)
+            cached = {
+                h: {"pooled": pooled[i], "projected": projected[i]} for i, h in enumerate(hit)
+            }
+    todo: list[tuple[int, object]] = []
+    for i, ((name, data), res) in enumerate(zip(items, results, strict=True)):
+        if not data:
+            res.error = "empty file"
+            continue
+        if res.hash in cached:
+            res.pooled, res.projected = cached[res.hash]["pooled"], cached[res.hash]["projected"]
+            res.cached = True
+            continue
+        try:
+            decoded = decode_image(data, path=name, max_pixels=max_pixels,
+                                   min_side=backbone.image_size)  # fmt: skip
+        except ImageDecodeError as exc:
+            res.error = exc.reason
+            continue
+        res.meta = {"width": decoded.width, "height": decoded.height, "format": decoded.format,
+                    "mode": decoded.mode}  # fmt: skip
+        todo.append((i, decoded.image))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        feats = backbone.encode_images(torch.stack([backbone.preprocess(im) for _, im in chunk]))
+        rows, first = [], {}
+        for j, (i, _) in enumerate(chunk):
+            res = results[i]
+            res.pooled = feats["pooled"][j].numpy()
+            res.projected = feats["projected"][j].numpy()
+            if res.hash not in first:
+                first[res.hash] = j
+                rows.append(ImageRow(hash=res.hash, path=f"upload:{res.name}",
+                                     n_bytes=len(items[i][1]), **res.meta))  # fmt: skip
+        if workspace is not None and rows:
+            hashes, idx = list(first), list(first.values())
+            with workspace.transaction():
+                workspace.add_images(rows)
+                for tap in TAPS:
+                    workspace.put_embeddings(backbone.id, tap, hashes, feats[tap][idx].numpy())
+    return results
+
+
+def embed_paths(
+    paths: Sequence[str | os.PathLike], backbone: Backbone, workspace: Workspace | None = None,
+    **kwargs,
+) -> list[ImageEmbedding]:  # fmt: skip
+    """``embed_bytes`` for files on disk; unreadable files come back with their error."""
+    items, errors = [], {}
+    for p in paths:
+        try:
+            items.append((str(p), Path(p).read_bytes()))
+        except OSError as exc:
+            errors[str(p)] = f"cannot read file ({exc.strerror or exc})"
+            items.append((str(p), b""))
+    results = embed_bytes(items, backbone, workspace, **kwargs)
+    for r in results:
+        if r.name in errors:
+            r.error = errors[r.name]
+    return results

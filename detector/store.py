@@ -1,0 +1,460 @@
+"""The workspace: one directory, one embedded SQLite database, every embedding computed once.
+
+Why SQLite (in WAL mode): it ships with Python, a single file is easy to copy and back up,
+transactions make every batch all-or-nothing (a process killed mid-batch loses only that
+batch), WAL lets readers (the dashboard) work while a writer (``embed``) appends, and
+``busy_timeout`` plus ``BEGIN IMMEDIATE`` let two writers take turns without corrupting
+anything or losing rows.
+
+Layout of ``WS/cuelens.sqlite``:
+
+- ``images``: one row per unique file content, keyed by the SHA-256 of its bytes, with label
+  (0 real, 1 synthetic), generator, source, split, pair id, size, format and decode error.
+- ``paths``: every path at which a content was seen (identical files are embedded once).
+- ``embeddings``: keyed by (backbone id, tap, image hash); vectors stored as little-endian
+  float16 (half the size of float32; CLIP features survive the rounding with cosine > 0.9999)
+  and returned as float32.
+- ``splits``: named split assignments (e.g. the seeded split made for datasets without one).
+- ``blobs``: small named arrays and JSON documents (caches: concept directions, perturbation
+  results, model cards), keyed by (namespace, key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detector.errors import CueLensError
+
+DB_NAME = "cuelens.sqlite"
+SCHEMA_VERSION = 1
+EMBEDDING_DTYPE = np.dtype("<f2")
+TAPS = ("pooled", "projected")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    hash TEXT PRIMARY KEY,
+    label INTEGER,
+    generator TEXT,
+    source TEXT,
+    split TEXT,
+    pair_id TEXT,
+    width INTEGER,
+    height INTEGER,
+    format TEXT,
+    mode TEXT,
+    n_bytes INTEGER,
+    error TEXT,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paths (
+    path TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    dataset TEXT,
+    seen REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paths_by_hash ON paths(hash);
+CREATE TABLE IF NOT EXISTS embeddings (
+    backbone TEXT NOT NULL,
+    tap TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (backbone, tap, hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS splits (
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    split TEXT NOT NULL,
+    PRIMARY KEY (name, hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    dtype TEXT,
+    shape TEXT,
+    data BLOB,
+    doc TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+"""
+
+
+class WorkspaceError(CueLensError):
+    """The workspace cannot be opened or does not hold what was asked for."""
+
+
+@dataclass
+class ImageRow:
+    """What the workspace knows about one unique image content."""
+
+    hash: str
+    path: str
+    label: int | None = None
+    generator: str | None = None
+    source: str | None = None
+    split: str | None = None
+    pair_id: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    mode: str | None = None
+    n_bytes: int | None = None
+    error: str | None = None
+    dataset: str | None = None
+
+
+class Workspace:
+    """A directory holding one SQLite database of images, embeddings and caches.
+
+    Open it with ``Workspace(path)``; it is created when missing. Safe to use from several
+    processes at once; one ``Workspace`` object is meant for one thread.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
+        self.path = Path(path).expanduser().resolve()
+        self.db_path = self.path / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise WorkspaceError(f"{self.path}: no Cue Lens workspace here ({DB_NAME} missing)")
+            if self.path.exists() and not self.path.is_dir():
+                raise WorkspaceError(f"{self.path}: exists and is not a directory")
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                self.db_path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # executescript commits by itself, so the script carries its own transaction.
+            self._conn.executescript(
+                "BEGIN IMMEDIATE;\n" + _SCHEMA + "\nINSERT OR IGNORE INTO meta(key, value) "
+                f"VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{self.db_path}: cannot open workspace database ({exc})") from exc
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken eagerly (``BEGIN IMMEDIATE``) so writers queue cleanly."""
+        conn = self._conn
+        if conn.in_transaction:  # nested use joins the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound database."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    @property
+    def heads_dir(self) -> Path:
+        """Directory where heads trained on this workspace are saved."""
+        return self.path / "heads"
+
+    # -- images ---------------------------------------------------------------------------
+
+    def add_images(self, rows: Iterable[ImageRow]) -> int:
+        """Insert or update image rows and remember their paths, in one transaction.
+
+        A known content keeps its row; non-empty new metadata (label, generator, ...) replaces
+        the stored values. Returns the number of rows written.
+        """
+        now = time.time()
+        rows = list(rows)
+        with self.transaction() as conn:
+            for r in rows:
+                conn.execute(
+                    """INSERT INTO images(hash, label, generator, source, split, pair_id, width,
+                           height, format, mode, n_bytes, error, added)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(hash) DO UPDATE SET
+                           label = COALESCE(excluded.label, label),
+                           generator = COALESCE(excluded.generator, generator),
+                           source = COALESCE(excluded.source, source),
+                           split = COALESCE(excluded.split, split),
+                           pair_id = COALESCE(excluded.pair_id, pair_id),
+                           width = COALESCE(excluded.width, width),
+                           height = COALESCE(excluded.height, height),
+                           format = COALESCE(excluded.format, format),
+                           mode = COALESCE(excluded.mode, mode),
+                           n_bytes = COALESCE(excluded.n_bytes, n_bytes),
+                           error = excluded.error""",
+                    (
+                        r.hash,
+                        r.label,
+                        r.generator,
+                        r.source,
+                        r.split,
+                        r.pair_id,
+                        r.width,
+                        r.height,
+                        r.format,
+                        r.mode,
+                        r.n_bytes,
+                        r.error,
+                        now,
+                    ),
+                )
+                conn.execute(
+                    """INSERT INTO paths(path, hash, dataset, seen) VALUES (?,?,?,?)
+                       ON CONFLICT(path) DO UPDATE SET hash = excluded.hash,
+                           dataset = COALESCE(excluded.dataset, dataset), seen = excluded.seen""",
+                    (r.path, r.hash, r.dataset, now),
+                )
+        return len(rows)
+
+    def images(self, *, with_errors: bool = True) -> pd.DataFrame:
+        """All images as a DataFrame, one row per unique content.
+
+        Columns: hash, path (one representative path), n_paths, label, generator, source,
+        split (the dataset's own split, else the assigned ``default`` split), pair_id, width,
+        height, format, mode, n_bytes, error.
+        """
+        query = """
+            SELECT i.hash, p.path, p.n_paths, i.label, i.generator, i.source,
+                   COALESCE(i.split, s.split) AS split, i.pair_id, i.width, i.height,
+                   i.format, i.mode, i.n_bytes, i.error
+            FROM images i
+            LEFT JOIN (SELECT hash, MIN(path) AS path, COUNT(*) AS n_paths
+                       FROM paths GROUP BY hash) p ON p.hash = i.hash
+            LEFT JOIN splits s ON s.hash = i.hash AND s.name = 'default'
+        """
+        if not with_errors:
+            query += " WHERE i.error IS NULL"
+        query += " ORDER BY p.path"
+        df = pd.read_sql_query(query, self._conn)
+        df["label"] = df["label"].astype("Int64")
+        return df
+
+    def paths_of(self, image_hash: str) -> list[str]:
+        """Every path at which this content was seen."""
+        rows = self._conn.execute(
+            "SELECT path FROM paths WHERE hash = ? ORDER BY path", (image_hash,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def known_hashes(self) -> set[str]:
+        """Hashes of all images in the workspace (decodable or not)."""
+        return {r[0] for r in self._conn.execute("SELECT hash FROM images")}
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    def put_embeddings(
+        self, backbone: str, tap: str, hashes: Sequence[str], vectors: np.ndarray
+    ) -> int:
+        """Store one batch of embeddings in one transaction; existing ones are kept.
+
+        ``vectors`` has shape (len(hashes), dim); stored as float16. Returns rows inserted.
+        """
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[0] != len(hashes):
+            raise ValueError(f"vectors of shape {vectors.shape} do not match {len(hashes)} hashes")
+        packed = vectors.astype(EMBEDDING_DTYPE)
+        with self.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO embeddings(backbone, tap, hash, vector) VALUES (?,?,?,?)",
+                [(backbone, tap, h, packed[i].tobytes()) for i, h in enumerate(hashes)],
+            )
+            return conn.total_changes - before
+
+    def embedded_hashes(self, backbone: str, tap: str) -> set[str]:
+        """Hashes that already have an embedding for (backbone, tap)."""
+        rows = self._conn.execute(
+            "SELECT hash FROM embeddings WHERE backbone = ? AND tap = ?", (backbone, tap)
+        )
+        return {r[0] for r in rows}
+
+    def load_embeddings(
+        self, backbone: str, tap: str, hashes: Sequence[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """Embeddings for (backbone, tap) as ``(hashes, float32 matrix (n, dim))``.
+
+        With ``hashes`` given, rows follow that order and a hash without an embedding raises
+        ``KeyError``; without, every stored embedding is returned in hash order.
+        """
+        rows = self._conn.execute(
+            "SELECT hash, vector FROM embeddings WHERE backbone = ? AND tap = ? ORDER BY hash",
+            (backbone, tap),
+        ).fetchall()
+        if not rows:
+            if hashes:
+                raise KeyError(f"no {tap} embeddings for backbone {backbone!r} in {self.path}")
+            return [], np.zeros((0, 0), dtype=np.float32)
+        all_hashes = [r[0] for r in rows]
+        dim = len(rows[0][1]) // EMBEDDING_DTYPE.itemsize
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=EMBEDDING_DTYPE)
+        matrix = matrix.reshape(len(rows), dim).astype(np.float32)
+        if hashes is None:
+            return all_hashes, matrix
+        index = {h: i for i, h in enumerate(all_hashes)}
+        missing = [h for h in hashes if h not in index]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} image(s) have no {tap} embedding for backbone {backbone!r} "
+                f"(first: {missing[0][:12]}); run `python -m detector embed` first"
+            )
+        return list(hashes), matrix[[index[h] for h in hashes]]
+
+    def backbones(self) -> pd.DataFrame:
+        """Counts of stored embeddings per (backbone, tap)."""
+        return pd.read_sql_query(
+            "SELECT backbone, tap, COUNT(*) AS n FROM embeddings GROUP BY backbone, tap "
+            "ORDER BY backbone, tap",
+            self._conn,
+        )
+
+    def dataset(
+        self, backbone: str, tap: str, *, split: str | None = None, labelled_only: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Image metadata aligned row by row with its embedding matrix.
+
+        Only images that have an embedding for (backbone, tap) are returned; ``split`` keeps
+        one split (the dataset's own or the assigned default one); ``labelled_only`` drops
+        images without a label.
+        """
+        meta = self.images(with_errors=False)
+        have = self.embedded_hashes(backbone, tap)
+        meta = meta[meta["hash"].isin(have)]
+        if labelled_only:
+            meta = meta[meta["label"].notna()]
+        if split is not None:
+            meta = meta[meta["split"] == split]
+        meta = meta.reset_index(drop=True)
+        if meta.empty:
+            return meta, np.zeros((0, 0), dtype=np.float32)
+        _, x = self.load_embeddings(backbone, tap, meta["hash"].tolist())
+        return meta, x
+
+    # -- splits ---------------------------------------------------------------------------
+
+    def set_splits(self, assignment: dict[str, str], name: str = "default") -> None:
+        """Replace the named split assignment (image hash -> split name)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM splits WHERE name = ?", (name,))
+            conn.executemany(
+                "INSERT INTO splits(name, hash, split) VALUES (?,?,?)",
+                [(name, h, s) for h, s in assignment.items()],
+            )
+
+    def get_splits(self, name: str = "default") -> dict[str, str]:
+        """The named split assignment (image hash -> split name); empty when none."""
+        rows = self._conn.execute("SELECT hash, split FROM splits WHERE name = ?", (name,))
+        return dict(rows.fetchall())
+
+    # -- blobs: arrays and JSON documents -------------------------------------------------
+
+    def put_array(self, namespace: str, key: str, array: np.ndarray, doc: dict | None = None):
+        """Store a named array (kept at its dtype) with an optional JSON document."""
+        array = np.ascontiguousarray(array)
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO blobs(namespace, key, dtype, shape, data, doc, created) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    namespace,
+                    key,
+                    array.dtype.str,
+                    json.dumps(list(array.shape)),
+                    array.tobytes(),
+                    json.dumps(doc) if doc is not None else None,
+                    time.time(),
+                ),
+            )
+
+    def get_array(self, namespace: str, key: str) -> np.ndarray | None:
+        """A named array, or None when absent."""
+        row = self._conn.execute(
+            "SELECT dtype, shape, data FROM blobs WHERE namespace = ? AND key = ?",
+            (namespace, key),
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        return np.frombuffer(row[2], dtype=np.dtype(row[0])).reshape(json.loads(row[1])).copy()
+
+    def put_json(self, namespace: str, key: str, doc) -> None:
+        """Store a named JSON document."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO blobs(namespace, key, doc, created) VALUES (?,?,?,?)",
+                (namespace, key, json.dumps(doc), time.time()),
+            )
+
+    def get_json(self, namespace: str, key: str):
+        """A named JSON document, or None when absent."""
+        row = self._conn.execute(
+            "SELECT doc FROM blobs WHERE namespace = ? AND key = ?", (namespace, key)
+        ).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def blob_keys(self, namespace: str) -> list[str]:
+        """Keys stored under a namespace."""
+        rows = self._conn.execute(
+            "SELECT key FROM blobs WHERE namespace = ? ORDER BY key", (namespace,)
+        )
+        return [r[0] for r in rows]
+
+    # -- summaries ------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        """Counts by label, generator, split and backbone, for ``info`` and the sidebar."""
+        df = self.images()
+        ok = df[df["error"].isna()]
+        label_names = ok["label"].map({0: "real", 1: "synthetic"}).fillna("unlabelled")
+        return {
+            "workspace": str(self.path),
+            "images": len(df),
+            "paths": int(self._conn.execute("SELECT COUNT(*) FROM paths").fetchone()[0]),
+            "failed": int(df["error"].notna().sum()),
+            "by_label": {str(k): int(v) for k, v in label_names.value_counts().items()},
+            "by_generator": {
+                str(k): int(v)
+                for k, v in ok["generator"].fillna("real").value_counts().sort_index().items()
+            },
+            "by_split": {
+                str(k): int(v)
+                for k, v in ok["split"].fillna("none").value_counts().sort_index().items()
+            },
+            "backbones": [
+                {"backbone": b, "tap": t, "embeddings": int(n)}
+                for b, t, n in self.backbones().itertuples(index=False)
+            ],
+        }
+
+
+def image_row_dict(row: ImageRow) -> dict:
+    """An ``ImageRow`` as a plain dict (for JSON output)."""
+    return asdict(row)
