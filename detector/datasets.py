@@ -194,9 +194,12 @@ def _manifest_row(dataset: Dataset, csv_path: Path, line: int, row: dict) -> Non
     label_text = (_clean(row.get("label")) or "").lower()
     if label_text not in LABEL_VALUES:
         dataset.errors.append(
-            {"path": str(target), "reason": f"{where}: unknown label {row.get('label')!r} "
-             "(use real/synthetic or 0/1)"}
-        )  # fmt: skip
+            {
+                "path": str(target),
+                "reason": f"{where}: unknown label {row.get('label')!r} "
+                "(use real/synthetic or 0/1)",
+            }
+        )
         return
     label = LABEL_VALUES[label_text]
     generator = _clean(row.get("generator"))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from detector.backbone import Backbone
 from detector.datasets import Dataset, Record
@@ -35,6 +36,9 @@ from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from detector.store import TAPS, ImageRow, Workspace
 
 Progress = Callable[[int, int], None]
+# A perturbation applied to the decoded RGB image before preprocessing; it receives the image's
+# hash so that random perturbations can seed themselves per image (deterministic reruns).
+Perturb = Callable[[Image.Image, str], Image.Image]
 
 
 @dataclass
@@ -105,9 +109,16 @@ def hash_records(
 class DecodeDataset(torch.utils.data.Dataset):
     """Decode + preprocess, run in DataLoader workers; never raises for a bad file."""
 
-    def __init__(self, items: Sequence[tuple[Record, str]], preprocess, image_size: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
+    def __init__(
+        self,
+        items: Sequence[tuple[Record, str]],
+        preprocess,
+        image_size: int,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        perturb: Perturb | None = None,
+    ):
         self.items = list(items)
+        self.perturb = perturb
         self.preprocess = preprocess
         self.image_size = image_size
         self.max_pixels = max_pixels
@@ -120,10 +131,15 @@ class DecodeDataset(torch.utils.data.Dataset):
         out = {"index": index, "pixels": None, "error": None, "meta": {}}
         try:
             decoded = decode_image(
-                record.path, path=str(record.path), max_pixels=self.max_pixels,
+                record.path,
+                path=str(record.path),
+                max_pixels=self.max_pixels,
                 min_side=self.image_size,
-            )  # fmt: skip
-            out["pixels"] = self.preprocess(decoded.image)
+            )
+            image = decoded.image
+            if self.perturb is not None:
+                image = self.perturb(image, digest)
+            out["pixels"] = self.preprocess(image)
             out["meta"] = {
                 "width": decoded.width,
                 "height": decoded.height,
@@ -141,8 +157,14 @@ def _collate(samples: list[dict]) -> list[dict]:
     return samples
 
 
-def _row(record: Record, digest: str, size: int | None, meta: dict, error: str | None,
-         dataset_name: str | None) -> ImageRow:  # fmt: skip
+def _row(
+    record: Record,
+    digest: str,
+    size: int | None,
+    meta: dict,
+    error: str | None,
+    dataset_name: str | None,
+) -> ImageRow:
     return ImageRow(
         hash=digest,
         path=str(record.path),
@@ -176,13 +198,20 @@ def embed_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    perturb: Perturb | None = None,
+    perturbation: str | None = None,
 ) -> EmbedSummary:
     """Embed every record of ``dataset`` not yet in ``workspace`` for ``backbone``.
 
     Both taps are stored. Files that cannot be read or decoded are listed in the summary's
     ``errors`` (and recorded in the workspace); the rest of the batch goes on. ``should_stop``
     lets a caller (the dashboard) cancel between batches; finished batches are kept.
+
+    With ``perturb`` (and its name ``perturbation``), the image is perturbed after decoding
+    and the embeddings are stored under the taps ``pooled@NAME`` and ``projected@NAME``, so a
+    robustness sweep is computed once.
     """
+    taps = {tap: tap if perturbation is None else f"{tap}@{perturbation}" for tap in TAPS}
     start = time.perf_counter()
     workers = default_workers() if workers is None else workers
     summary = EmbedSummary(backbone=backbone.id, images=len(dataset.records))
@@ -191,7 +220,7 @@ def embed_dataset(
     summary.images += len(dataset.errors)
 
     hashed = hash_records(dataset.records)
-    done = {tap: workspace.embedded_hashes(backbone.id, tap) for tap in TAPS}
+    done = {tap: workspace.embedded_hashes(backbone.id, taps[tap]) for tap in TAPS}
     have = done["pooled"] & done["projected"]
     pending: dict[str, tuple[Record, int]] = {}
     known_rows: list[ImageRow] = []
@@ -214,7 +243,7 @@ def embed_dataset(
         progress(0, total)
     if total:
         items = [(rec, digest) for digest, (rec, _) in pending.items()]
-        data = DecodeDataset(items, backbone.preprocess, backbone.image_size, max_pixels)
+        data = DecodeDataset(items, backbone.preprocess, backbone.image_size, max_pixels, perturb)
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=batch_size,
@@ -229,8 +258,9 @@ def embed_dataset(
             for sample in batch:
                 record, digest = items[sample["index"]]
                 size = pending[digest][1]
-                rows.append(_row(record, digest, size, sample["meta"], sample["error"],
-                                 dataset.name))  # fmt: skip
+                rows.append(
+                    _row(record, digest, size, sample["meta"], sample["error"], dataset.name)
+                )
                 if sample["error"] is not None:
                     summary.failed += 1
                     summary.errors.append({"path": str(record.path), "reason": sample["error"]})
@@ -242,7 +272,7 @@ def embed_dataset(
                 workspace.add_images(rows)
                 if feats is not None:
                     for tap in TAPS:
-                        workspace.put_embeddings(backbone.id, tap, good, feats[tap].numpy())
+                        workspace.put_embeddings(backbone.id, taps[tap], good, feats[tap].numpy())
             summary.embedded += len(good)
             finished += len(batch)
             if progress:
@@ -280,8 +310,9 @@ def embed_bytes(
     come straight from the workspace; new ones are computed and, with a workspace, stored
     (unlabelled, under ``upload:NAME``) so the same bytes are instant next time.
     """
-    results = [ImageEmbedding(name=name, hash=sha256_bytes(data) if data else None)
-               for name, data in items]  # fmt: skip
+    results = [
+        ImageEmbedding(name=name, hash=sha256_bytes(data) if data else None) for name, data in items
+    ]
     cached: dict[str, dict[str, np.ndarray]] = {}
     if workspace is not None:
         hashes = [r.hash for r in results if r.hash]
@@ -305,13 +336,18 @@ def embed_bytes(
             res.cached = True
             continue
         try:
-            decoded = decode_image(data, path=name, max_pixels=max_pixels,
-                                   min_side=backbone.image_size)  # fmt: skip
+            decoded = decode_image(
+                data, path=name, max_pixels=max_pixels, min_side=backbone.image_size
+            )
         except ImageDecodeError as exc:
             res.error = exc.reason
             continue
-        res.meta = {"width": decoded.width, "height": decoded.height, "format": decoded.format,
-                    "mode": decoded.mode}  # fmt: skip
+        res.meta = {
+            "width": decoded.width,
+            "height": decoded.height,
+            "format": decoded.format,
+            "mode": decoded.mode,
+        }
         todo.append((i, decoded.image))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
@@ -323,8 +359,14 @@ def embed_bytes(
             res.projected = feats["projected"][j].numpy()
             if res.hash not in first:
                 first[res.hash] = j
-                rows.append(ImageRow(hash=res.hash, path=f"upload:{res.name}",
-                                     n_bytes=len(items[i][1]), **res.meta))  # fmt: skip
+                rows.append(
+                    ImageRow(
+                        hash=res.hash,
+                        path=f"upload:{res.name}",
+                        n_bytes=len(items[i][1]),
+                        **res.meta,
+                    )
+                )
         if workspace is not None and rows:
             hashes, idx = list(first), list(first.values())
             with workspace.transaction():
@@ -335,9 +377,11 @@ def embed_bytes(
 
 
 def embed_paths(
-    paths: Sequence[str | os.PathLike], backbone: Backbone, workspace: Workspace | None = None,
+    paths: Sequence[str | os.PathLike],
+    backbone: Backbone,
+    workspace: Workspace | None = None,
     **kwargs,
-) -> list[ImageEmbedding]:  # fmt: skip
+) -> list[ImageEmbedding]:
     """``embed_bytes`` for files on disk; unreadable files come back with their error."""
     items, errors = [], {}
     for p in paths:

@@ -1,0 +1,174 @@
+"""Backbone loading: tiny-clip determinism, both taps, local checkpoints, missing weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detector.backbone import (
+    Backbone,
+    BackboneError,
+    WeightsUnavailableError,
+    file_digest,
+    load_backbone,
+    resolve_device,
+    resolve_precision,
+    weights_available,
+)
+from tests.conftest import REPO
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    return [
+        Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)),
+        Image.new("RGB", (64, 64), (10, 200, 30)),
+    ]
+
+
+def test_tiny_clip_both_taps_have_the_configured_shapes(tiny_backbone: Backbone):
+    feats = tiny_backbone.embed_pil(_images())
+    assert feats["pooled"].shape == (2, tiny_backbone.pooled_dim) == (2, 64)
+    assert feats["projected"].shape == (2, tiny_backbone.projected_dim) == (2, 32)
+    assert tiny_backbone.id == "tiny-clip/random"
+    assert tiny_backbone.is_demo
+
+
+def test_projected_tap_is_pooled_times_projection(tiny_backbone: Backbone):
+    feats = tiny_backbone.embed_pil(_images())
+    proj = tiny_backbone.model.visual.proj.detach().numpy()
+    np.testing.assert_allclose(feats["pooled"] @ proj, feats["projected"], rtol=1e-4, atol=1e-4)
+
+
+def test_projected_tap_matches_open_clip_encode_image(tiny_backbone: Backbone):
+    batch = torch.stack([tiny_backbone.preprocess(im) for im in _images()])
+    ours = tiny_backbone.encode_images(batch)["projected"]
+    with torch.no_grad():
+        theirs = tiny_backbone.model.encode_image(batch)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_tiny_clip_is_identical_across_processes(tiny_backbone: Backbone):
+    code = (
+        "import numpy as np, sys\n"
+        "from PIL import Image\n"
+        "from detector.backbone import load_backbone\n"
+        "b = load_backbone('tiny-clip', device='cpu', precision='fp32')\n"
+        "im = Image.new('RGB', (64, 64), (10, 200, 30))\n"
+        "np.save(sys.argv[1], b.embed_pil([im])['pooled'])\n"
+    )
+    out = REPO / ".pytest_cache" / "tiny_clip_other_process.npy"
+    out.parent.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, cwd=REPO)
+    other = np.load(out)
+    mine = tiny_backbone.embed_pil([Image.new("RGB", (64, 64), (10, 200, 30))])["pooled"]
+    np.testing.assert_array_equal(mine, other)
+
+
+def test_tiny_clip_text_embeddings_are_unit_norm(tiny_backbone: Backbone):
+    text = tiny_backbone.encode_text(["a photo with lens flare", "a flat image"])
+    assert text.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.fixture
+def test_vit(monkeypatch):
+    """A tiny registered architecture with a real-model name (not the tiny-clip demo)."""
+    import open_clip
+
+    cfg = json.loads((REPO / "assets" / "models" / "tiny-clip.json").read_text())
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "test-vit", cfg)
+    torch.manual_seed(1)
+    return open_clip.create_model("test-vit")
+
+
+def test_local_checkpoint_file_loads_and_is_identified_by_hash(tmp_path, test_vit):
+    path = tmp_path / "test-vit.pt"
+    torch.save(test_vit.state_dict(), path)
+    backbone = load_backbone("test-vit", str(path), device="cpu", precision="fp32")
+    assert backbone.id == f"test-vit/file:{file_digest(path)}"
+    assert not backbone.is_demo
+    torch.testing.assert_close(backbone.model.visual.proj, test_vit.visual.proj)
+
+
+def test_local_dir_loads_an_open_clip_folder(tmp_path, test_vit):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    cfg = json.loads((REPO / "assets" / "models" / "tiny-clip.json").read_text())
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    state = {k: v.contiguous() for k, v in test_vit.state_dict().items()}
+    save_file(state, folder / "open_clip_model.safetensors")
+    backbone = load_backbone(f"local-dir:{folder}", device="cpu", precision="fp32")
+    assert backbone.id.startswith("local-dir/dir:")
+    torch.testing.assert_close(backbone.model.visual.proj, test_vit.visual.proj)
+    with pytest.raises(WeightsUnavailableError, match="no such folder"):
+        load_backbone(f"local-dir:{tmp_path / 'missing'}")
+
+
+def test_missing_weights_give_one_clear_message_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUE_LENS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(WeightsUnavailableError) as info:
+        load_backbone("ViT-B-16", "openai", cache_dir=str(tmp_path / "cache"))
+    message = str(info.value)
+    assert "ViT-B-16" in message and "openai" in message
+    assert "--pretrained /path/to/weights" in message and "local-dir:" in message
+    assert not weights_available("ViT-B-16", "openai", str(tmp_path / "cache"))
+
+
+def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        load_backbone("ViT-B-16", str(tmp_path / "nope.pt"))
+
+
+def test_corrupt_checkpoint_file_is_refused_not_random(tmp_path, test_vit):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(WeightsUnavailableError, match="not a usable"):
+        load_backbone("test-vit", str(bad), device="cpu")
+
+
+def test_unknown_model_and_tag_are_clear_errors():
+    with pytest.raises(BackboneError, match="unknown model"):
+        load_backbone("ViT-Nonexistent", "openai")
+    with pytest.raises(BackboneError, match="unknown pretrained tag"):
+        load_backbone("ViT-B-16", "no-such-tag")
+    with pytest.raises(BackboneError, match="no weights given"):
+        load_backbone("ViT-B-16", None)
+
+
+def test_cli_reports_missing_weights_without_traceback(monkeypatch, tmp_path):
+    env = {"CUE_LENS_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    data = tmp_path / "data" / "real"
+    data.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(data / "a.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "detector", "embed", str(tmp_path / "data"), "-w", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "ViT-L-14-336 / openai are not available" in proc.stderr
+
+
+def test_device_and_precision_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
+    with pytest.raises(BackboneError):
+        resolve_precision("fp8", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(BackboneError, match="CUDA is not available"):
+            resolve_device("cuda")

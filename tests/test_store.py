@@ -1,0 +1,128 @@
+"""The workspace store: keys, round trips, splits, blobs, and fast reads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from detector.store import DB_NAME, ImageRow, Workspace, WorkspaceError
+
+
+def _rows(n: int, label: int = 0, generator: str | None = None) -> list[ImageRow]:
+    return [
+        ImageRow(
+            hash=f"{label}{i:063d}", path=f"/data/{label}/{i}.png", label=label, generator=generator
+        )
+        for i in range(n)
+    ]
+
+
+def test_workspace_is_one_database_file_in_wal_mode(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    assert (tmp_path / "ws" / DB_NAME).is_file()
+    mode = ws._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert ws.integrity_check() == "ok"
+
+
+def test_open_missing_workspace_without_create_is_a_clear_error(tmp_path):
+    with pytest.raises(WorkspaceError, match="no Cue Lens workspace"):
+        Workspace(tmp_path / "nothing", create=False)
+
+
+def test_embeddings_round_trip_as_float16_in_requested_order(tmp_path):
+    ws = Workspace(tmp_path)
+    rows = _rows(5)
+    ws.add_images(rows)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(5, 16)).astype(np.float32)
+    hashes = [r.hash for r in rows]
+    assert ws.put_embeddings("bb/1", "pooled", hashes, vecs) == 5
+    # a second put of the same keys inserts nothing and keeps the first values
+    assert ws.put_embeddings("bb/1", "pooled", hashes, vecs + 1) == 0
+    order = hashes[::-1]
+    got_hashes, got = ws.load_embeddings("bb/1", "pooled", order)
+    assert got_hashes == order and got.dtype == np.float32
+    np.testing.assert_allclose(got, vecs[::-1], rtol=1e-3, atol=1e-3)
+    with pytest.raises(KeyError, match="embed"):
+        ws.load_embeddings("bb/1", "pooled", ["f" * 64])
+    assert ws.embedded_hashes("bb/2", "pooled") == set()
+
+
+def test_same_content_at_two_paths_is_one_image_with_both_paths(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.add_images([ImageRow(hash="a" * 64, path="/x/1.png", label=1, generator="SD")])
+    ws.add_images([ImageRow(hash="a" * 64, path="/y/copy.png")])
+    df = ws.images()
+    assert len(df) == 1 and df.loc[0, "n_paths"] == 2
+    assert df.loc[0, "label"] == 1 and df.loc[0, "generator"] == "SD"  # metadata kept
+    assert ws.paths_of("a" * 64) == ["/x/1.png", "/y/copy.png"]
+
+
+def test_dataset_aligns_metadata_with_embeddings_and_filters_splits(tmp_path):
+    ws = Workspace(tmp_path)
+    rows = _rows(4, 0) + _rows(4, 1, "GAN")
+    ws.add_images(rows)
+    hashes = [r.hash for r in rows]
+    ws.put_embeddings("bb", "pooled", hashes, np.arange(8 * 3, dtype=np.float32).reshape(8, 3))
+    ws.set_splits({h: ("test" if i % 2 else "train") for i, h in enumerate(hashes)})
+    meta, x = ws.dataset("bb", "pooled")
+    assert len(meta) == 8 and x.shape == (8, 3)
+    for i, h in enumerate(meta["hash"]):
+        np.testing.assert_allclose(x[i], np.arange(3) + 3 * hashes.index(h))
+    test_meta, test_x = ws.dataset("bb", "pooled", split="test")
+    assert len(test_meta) == 4 and set(test_meta["split"]) == {"test"}
+    assert test_x.shape == (4, 3)
+    assert ws.get_splits() and set(ws.get_splits().values()) == {"train", "test"}
+
+
+def test_blobs_keep_arrays_and_json(tmp_path):
+    ws = Workspace(tmp_path)
+    arr = np.random.default_rng(1).normal(size=(3, 7)).astype(np.float32)
+    ws.put_array("dirs", "k", arr, doc={"n": 3})
+    np.testing.assert_array_equal(ws.get_array("dirs", "k"), arr)
+    assert ws.get_array("dirs", "other") is None
+    ws.put_json("cards", "head", {"a": [1, 2]})
+    assert ws.get_json("cards", "head") == {"a": [1, 2]}
+    assert ws.blob_keys("dirs") == ["k"]
+
+
+def test_failed_transaction_leaves_nothing_behind(tmp_path):
+    ws = Workspace(tmp_path)
+    with pytest.raises(RuntimeError), ws.transaction():
+        ws.add_images(_rows(3))
+        raise RuntimeError("killed mid-batch")
+    assert len(ws.images()) == 0
+
+
+def test_summary_counts(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.add_images(_rows(3, 0) + _rows(2, 1, "GAN"))
+    ws.add_images([ImageRow(hash="e" * 64, path="/bad.png", error="truncated")])
+    s = ws.summary()
+    assert s["images"] == 6 and s["failed"] == 1
+    assert s["by_label"] == {"real": 3, "synthetic": 2}
+    assert s["by_generator"] == {"GAN": 2, "real": 3}
+
+
+def test_reading_100k_embeddings_takes_well_under_a_second(tmp_path):
+    ws = Workspace(tmp_path)
+    n, dim = 100_000, 768
+    hashes = [f"{i:064x}" for i in range(n)]
+    vecs = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
+    con = sqlite3.connect(ws.db_path)  # bulk fill directly: the read path is under test
+    con.executemany(
+        "INSERT INTO embeddings(backbone, tap, hash, vector) VALUES ('bb', 'projected', ?, ?)",
+        ((h, vecs[i].astype("<f2").tobytes()) for i, h in enumerate(hashes)),
+    )
+    con.commit()
+    con.close()
+    ws.load_embeddings("bb", "projected")  # warm the page cache
+    t0 = time.perf_counter()
+    got_hashes, x = ws.load_embeddings("bb", "projected")
+    seconds = time.perf_counter() - t0
+    assert x.shape == (n, dim) and len(got_hashes) == n
+    assert seconds < 1.0, f"reading {n} embeddings took {seconds:.2f} s"
