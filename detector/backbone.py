@@ -321,6 +321,46 @@ def _check_taps(model: torch.nn.Module, name: str) -> None:
         )
 
 
+def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
+    """Build ``model`` with weights from a tag or a local file; (net, weights id)."""
+    import open_clip
+
+    local = Path(pretrained).expanduser()
+    if local.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or local.exists():
+        if not local.is_file():
+            raise WeightsUnavailableError(f"{local}: checkpoint file not found")
+        weights = "file:" + file_digest(local)
+        source = str(local)
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        if pretrained not in tags:
+            raise BackboneError(
+                f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
+            )
+        if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
+            raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
+        weights = pretrained
+        source = pretrained
+    try:
+        net = open_clip.create_model(
+            model,
+            pretrained=source,
+            require_pretrained=True,
+            cache_dir=cache_dir,
+            weights_only=True,
+        )
+    except Exception as exc:
+        if weights.startswith("file:"):
+            raise WeightsUnavailableError(
+                f"{local}: not a usable {model} checkpoint ({exc})"
+            ) from exc
+        raise WeightsUnavailableError(
+            missing_weights_message(model, pretrained, cache_dir) + f"\n(cause: {exc})"
+        ) from exc
+
+    return net, weights
+
+
 def load_backbone(
     model: str = DEFAULT_MODEL,
     pretrained: str | None = DEFAULT_PRETRAINED,
@@ -329,6 +369,7 @@ def load_backbone(
     precision: str = "auto",
     cache_dir: str | None = None,
     interpolation: str = DEFAULT_INTERPOLATION,
+    allow_random: bool = False,
 ) -> Backbone:
     """Build a frozen CLIP backbone.
 
@@ -336,7 +377,8 @@ def load_backbone(
     ``pretrained`` a tag (``openai``, ``laion2b_s32b_b82k``, ...) or a local checkpoint path.
     Raises ``WeightsUnavailableError`` (with instructions) when weights cannot be had and
     ``BackboneError`` for other set-up problems. Never returns random weights under a real
-    model's name.
+    model's name: ``pretrained="random"`` needs ``allow_random=True`` (benchmarks only) and
+    yields the id ``MODEL/random``, marked as a demo.
     """
     import open_clip
 
@@ -366,43 +408,18 @@ def load_backbone(
             raise BackboneError(
                 f"unknown model {model!r}; see open_clip.list_models() or use tiny-clip"
             )
-        if not pretrained:
+        if pretrained == "random" and allow_random:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(TINY_CLIP_SEED)
+                net = open_clip.create_model(model, pretrained=None)
+            weights, is_demo = "random", True
+        elif not pretrained:
             raise BackboneError(
                 f"{model}: no weights given; pass a pretrained tag or a checkpoint file "
                 f"(random weights are only offered as tiny-clip)"
             )
-        local = Path(pretrained).expanduser()
-        if local.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or local.exists():
-            if not local.is_file():
-                raise WeightsUnavailableError(f"{local}: checkpoint file not found")
-            weights = "file:" + file_digest(local)
-            source = str(local)
         else:
-            tags = open_clip.list_pretrained_tags_by_model(model)
-            if pretrained not in tags:
-                raise BackboneError(
-                    f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
-                )
-            if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
-                raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
-            weights = pretrained
-            source = pretrained
-        try:
-            net = open_clip.create_model(
-                model,
-                pretrained=source,
-                require_pretrained=True,
-                cache_dir=cache_dir,
-                weights_only=True,
-            )
-        except Exception as exc:
-            if weights.startswith("file:"):
-                raise WeightsUnavailableError(
-                    f"{local}: not a usable {model} checkpoint ({exc})"
-                ) from exc
-            raise WeightsUnavailableError(
-                missing_weights_message(model, pretrained, cache_dir) + f"\n(cause: {exc})"
-            ) from exc
+            net, weights = _load_pretrained(model, pretrained, cache_dir)
 
     _check_taps(net, model)
     net.eval().requires_grad_(False).to(dev)
