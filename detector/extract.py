@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +109,43 @@ def hash_records(
         return list(pool.map(one, records))
 
 
+DECODE_TIMEOUT = 30.0  # seconds one file may take to decode (and perturb) in the pipeline
+
+
+class DecodeTimeout(Exception):
+    """Decoding one file exceeded its time budget."""
+
+
+@contextmanager
+def decode_deadline(seconds: float | None):
+    """Raise ``DecodeTimeout`` if the block runs longer than ``seconds``.
+
+    Uses a real-time interval timer, so it applies in a process's main thread (the CLI and the
+    DataLoader worker processes); elsewhere (e.g. a dashboard thread) it is a no-op, and the
+    pixel limit remains the guard against pathological files.
+    """
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise DecodeTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class DecodeDataset(torch.utils.data.Dataset):
     """Decode + preprocess, run in DataLoader workers; never raises for a bad file."""
 
@@ -116,9 +156,11 @@ class DecodeDataset(torch.utils.data.Dataset):
         image_size: int,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         perturb: Perturb | None = None,
+        timeout: float = DECODE_TIMEOUT,
     ):
         self.items = list(items)
         self.perturb = perturb
+        self.timeout = timeout
         self.preprocess = preprocess
         self.image_size = image_size
         self.max_pixels = max_pixels
@@ -130,15 +172,17 @@ class DecodeDataset(torch.utils.data.Dataset):
         record, digest = self.items[index]
         out = {"index": index, "pixels": None, "error": None, "meta": {}}
         try:
-            decoded = decode_image(
-                record.path,
-                path=str(record.path),
-                max_pixels=self.max_pixels,
-                min_side=self.image_size,
-            )
-            image = decoded.image
-            if self.perturb is not None:
-                image = self.perturb(image, digest)
+            with decode_deadline(self.timeout):
+                decoded = decode_image(
+                    record.path,
+                    path=str(record.path),
+                    max_pixels=self.max_pixels,
+                    # a perturbation acts on the stored resolution, so no reduced-scale decode
+                    min_side=self.image_size if self.perturb is None else None,
+                )
+                image = decoded.image
+                if self.perturb is not None:
+                    image = self.perturb(image, digest)
             out["pixels"] = self.preprocess(image)
             out["meta"] = {
                 "width": decoded.width,
@@ -148,6 +192,8 @@ class DecodeDataset(torch.utils.data.Dataset):
             }
         except ImageDecodeError as exc:
             out["error"] = exc.reason
+        except DecodeTimeout:
+            out["error"] = f"decoding took longer than {self.timeout:g} s; skipped"
         except Exception as exc:  # a preprocessing failure must not stop the batch
             out["error"] = f"cannot preprocess image ({type(exc).__name__}: {exc})"
         return out
@@ -235,8 +281,9 @@ def embed_dataset(
             continue
         pending[digest] = (record, size)
     # Remember paths and labels of already-embedded contents (keeps their stored metadata).
-    for start_i in range(0, len(known_rows), 1000):
-        workspace.add_images(known_rows[start_i : start_i + 1000])
+    if perturbation is None:  # a perturbed run leaves the images' own rows alone
+        for start_i in range(0, len(known_rows), 1000):
+            workspace.add_images(known_rows[start_i : start_i + 1000])
 
     total = len(pending)
     if progress:
@@ -269,7 +316,8 @@ def embed_dataset(
                     tensors.append(sample["pixels"])
             feats = backbone.encode_images(torch.stack(tensors)) if tensors else None
             with workspace.transaction():
-                workspace.add_images(rows)
+                if perturbation is None:
+                    workspace.add_images(rows)
                 if feats is not None:
                     for tap in TAPS:
                         workspace.put_embeddings(backbone.id, taps[tap], good, feats[tap].numpy())

@@ -306,3 +306,27 @@ def test_cli_on_shared_samples_embeds_41_then_caches_41(tmp_path, samples_dir):
     counts = json.loads(info.stdout)
     assert counts["by_label"] == {"real": 25, "synthetic": 16}
     assert counts["backbones"][0]["embeddings"] == 41
+
+
+def test_a_decode_that_hangs_becomes_a_per_file_error(tmp_path, monkeypatch, tiny_backbone):
+    import detector.extract as extract
+
+    data = _noise_folder(tmp_path / "data", 2)
+    real_decode = extract.decode_image
+
+    def slow_decode(source, **kw):
+        if str(source).endswith("00001.png"):
+            time.sleep(5)
+        return real_decode(source, **kw)
+
+    monkeypatch.setattr(extract, "decode_image", slow_decode)
+    records = load_dataset(data).records
+    dataset = extract.DecodeDataset(
+        [(r, "h") for r in records], tiny_backbone.preprocess, 64, timeout=0.3
+    )
+    t0 = time.perf_counter()
+    samples = [dataset[i] for i in range(len(dataset))]
+    assert time.perf_counter() - t0 < 3
+    errors = {records[s["index"]].path.name: s["error"] for s in samples}
+    assert errors["00000.png"] is None
+    assert "longer than 0.3 s" in errors["00001.png"]
