@@ -1,0 +1,128 @@
+"""``python -m detector predict IMAGE... [--head FILE_OR_NAME]``: verdicts for image files."""
+
+from __future__ import annotations
+
+import argparse
+
+from detector.commands.common import add_json_option
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="score image files: probability of synthetic and a verdict",
+        description="Verdicts: 'likely real' below the band, 'likely synthetic' above it, "
+        "'inconclusive' inside it; the band is the head's validation threshold +- --band in "
+        "logit units. Without --head: the released linear_probe_synthclic on ViT-L-14-336/openai "
+        "(with --model tiny-clip: the newest tiny-clip head of --workspace).",
+    )
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument(
+        "--head",
+        default=None,
+        help="head file, workspace head name, or released head name",
+    )
+    p.add_argument(
+        "--workspace",
+        "-w",
+        default=None,
+        help="workspace: reuses and stores embeddings, holds named heads",
+    )
+    group = p.add_argument_group("backbone (default: the one the head was trained on)")
+    group.add_argument("--model", default=None, help="open_clip model, local-dir:FOLDER, tiny-clip")
+    group.add_argument("--pretrained", default=None, help="pretrained tag or checkpoint file")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda[:N], mps")
+    group.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument(
+        "--threshold", type=float, default=None, help="probability threshold (default: head card's)"
+    )
+    p.add_argument("--band", type=float, default=1.0, help="inconclusive margin in logits (1.0)")
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def _choose_head(args, ws):
+    from detector.backbone import TINY_CLIP
+    from detector.errors import CueLensError
+    from detector.heads import find_workspace_head, resolve_head
+
+    if args.head:
+        return resolve_head(args.head, workspace=ws)
+    if args.model and args.model != "ViT-L-14-336":
+        if ws is None:
+            raise CueLensError(
+                f"--model {args.model} needs a head trained on it: pass --head FILE, or "
+                f"--workspace WS holding one (the released heads need ViT-L-14-336/openai)"
+            )
+        backbone_id = "tiny-clip/random" if args.model == TINY_CLIP else None
+        head = find_workspace_head(ws, backbone_id) if backbone_id else None
+        if head is None:
+            raise CueLensError(
+                f"no head for --model {args.model} in {ws.path}; train one with "
+                f"`python -m detector train --workspace {ws.path}` or pass --head"
+            )
+        return head
+    return resolve_head(None, workspace=ws)
+
+
+def _load_backbone(args, head):
+    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
+    from detector.inference import backbone_spec, head_backbone_id
+
+    if args.model:
+        pretrained = args.pretrained
+        if pretrained is None and args.model == DEFAULT_MODEL:
+            pretrained = DEFAULT_PRETRAINED
+        spec = {"model": args.model, "pretrained": pretrained}
+    else:
+        spec = backbone_spec(head_backbone_id(head) or f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}")
+    return load_backbone(**spec, device=args.device, precision=args.precision)
+
+
+def run(args: argparse.Namespace) -> int:
+    from detector.cli import print_json
+    from detector.heads import head_card
+    from detector.inference import head_threshold, predict_images, verdict_edges
+    from detector.metrics import table_records
+    from detector.store import Workspace
+
+    ws = Workspace(args.workspace) if args.workspace else None
+    try:
+        head = _choose_head(args, ws)
+        backbone = _load_backbone(args, head)
+        table = predict_images(
+            args.images, backbone, head, ws, threshold=args.threshold, band=args.band
+        )
+    finally:
+        if ws is not None:
+            ws.close()
+    card = head_card(head)
+    threshold = head_threshold(head) if args.threshold is None else args.threshold
+    low, high = verdict_edges(threshold, args.band)
+    demo = bool(card.get("demo")) or backbone.is_demo
+    if args.json:
+        print_json(
+            {
+                "head": card.get("name"),
+                "head_type": head.head_type,
+                "backbone_id": backbone.id,
+                "demo": demo,
+                "threshold": threshold,
+                "band": {"logit_margin": args.band, "low": low, "high": high},
+                "images": table_records(table),
+                "failed": int(table["error"].notna().sum()),
+            }
+        )
+        return 0
+    if demo:
+        print("DEMO: random weights (tiny-clip), scores are not meaningful")
+    print(
+        f"{card.get('name')} ({head.head_type}, {backbone.id}); threshold {threshold:.3f}, "
+        f"inconclusive between {low:.3f} and {high:.3f}"
+    )
+    for row in table.itertuples(index=False):
+        if isinstance(row.error, str):
+            print(f"  {row.path}: failed: {row.error}")
+        else:
+            print(f"  {row.path}: p(synthetic) {row.probability:.3f}  {row.verdict}")
+    return 0

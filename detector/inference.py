@@ -1,0 +1,298 @@
+"""Applying a head: scores, probabilities and verdicts for embeddings, image files and the
+labelled splits of a workspace. The CLI (``predict``, ``eval``) and the dashboard call these.
+
+Verdict rule
+------------
+Let t be the decision threshold (a probability; by default the one chosen on validation reals
+and stored in the head's card, else 0.5) and ``band`` a margin in logit units (default 1.0).
+The band edges are ``low = sigmoid(logit(t) - band)`` and ``high = sigmoid(logit(t) + band)``:
+
+- ``p < low``: **likely real**;
+- ``p > high``: **likely synthetic**;
+- otherwise (``low <= p <= high``): **inconclusive**.
+
+A margin in logit units is symmetric in odds (band 1.0 = the odds within a factor e of the
+threshold's odds) and keeps both edges inside (0, 1) even for thresholds near 0 or 1. For
+t = 0.5 and band 1.0 the edges are 0.269 and 0.731. ``verdict_edges`` returns them for display.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detector.errors import CueLensError
+from detector.heads import head_card
+from detector.metrics import DEFAULT_N_BOOT, evaluate, evaluation_json, sigmoid
+
+LIKELY_REAL = "likely real"
+INCONCLUSIVE = "inconclusive"
+LIKELY_SYNTHETIC = "likely synthetic"
+VERDICTS = (LIKELY_REAL, INCONCLUSIVE, LIKELY_SYNTHETIC)
+DEFAULT_BAND = 1.0
+
+
+class InferenceError(CueLensError):
+    """A head cannot be applied to the given embeddings or images."""
+
+
+# -- embeddings -> scores -> verdicts --------------------------------------------------------
+
+
+def head_backbone_id(head) -> str | None:
+    """The backbone a head was trained on (its ``backbone_id``, else its card's)."""
+    return getattr(head, "backbone_id", None) or head_card(head).get("backbone_id")
+
+
+def head_threshold(head) -> float:
+    """The head's decision threshold: the validation-chosen one in its card, else 0.5."""
+    t = head_card(head).get("threshold")
+    return float(t) if t is not None else 0.5
+
+
+def score_embeddings(head, X, *, backbone_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(logit, probability)`` arrays (n,) for embeddings X (n, d) of the head's tap.
+
+    With ``backbone_id`` (where X came from), a head trained on another backbone is refused;
+    a dimension mismatch is always refused (``HeadMismatchError``, a ``CueLensError``).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim == 1:
+        X = X[None, :]
+    if X.shape[0] == 0:
+        return np.zeros(0), np.zeros(0)
+    if hasattr(head, "check_compatible"):
+        head.check_compatible(backbone_id, X.shape[1])
+    logit = np.asarray(head.decision_function(X), dtype=np.float64).reshape(-1)
+    return logit, sigmoid(logit)
+
+
+def verdict_edges(threshold: float = 0.5, band: float = DEFAULT_BAND) -> tuple[float, float]:
+    """The probabilities ``(low, high)`` bounding the inconclusive band around ``threshold``."""
+    if not 0.0 < threshold < 1.0:
+        raise InferenceError(f"threshold must be strictly between 0 and 1, got {threshold}")
+    if band < 0:
+        raise InferenceError(f"band must be >= 0, got {band}")
+    centre = math.log(threshold / (1.0 - threshold))
+    return float(sigmoid(centre - band)), float(sigmoid(centre + band))
+
+
+def verdict(probability, threshold: float = 0.5, band: float = DEFAULT_BAND):
+    """``likely real`` / ``inconclusive`` / ``likely synthetic`` for one probability or many.
+
+    See the module docstring for the rule. NaN probabilities (failed images) give None.
+    """
+    low, high = verdict_edges(threshold, band)
+    p = np.asarray(probability, dtype=np.float64)
+    out = np.where(p < low, LIKELY_REAL, np.where(p > high, LIKELY_SYNTHETIC, INCONCLUSIVE))
+    out = np.where(np.isnan(p), None, out).astype(object)
+    return out.item() if out.ndim == 0 else out
+
+
+# -- image files -> verdicts -----------------------------------------------------------------
+
+
+def _check_backbone(head, backbone) -> None:
+    own = head_backbone_id(head)
+    if own is not None and own != backbone.id:
+        raise InferenceError(
+            f"the head was trained on embeddings of {own!r}, but the backbone loaded is "
+            f"{backbone.id!r}; load {own!r} (e.g. --model/--pretrained) or choose a head "
+            f"trained on {backbone.id!r}"
+        )
+
+
+def predict_images(
+    items: Sequence[str | os.PathLike | tuple[str, bytes]],
+    backbone,
+    head,
+    workspace=None,
+    *,
+    threshold: float | None = None,
+    band: float = DEFAULT_BAND,
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Score image files (paths, or ``(name, bytes)`` uploads) with ``backbone`` + ``head``.
+
+    Returns one row per item: path, hash (SHA-256 of the bytes), score (logit), probability,
+    verdict, error (None when fine), cached (embedding taken from the workspace). Images whose
+    bytes the workspace has seen reuse its embeddings; new ones are stored there. Failed images
+    keep their row with the error and NaN scores.
+    """
+    from detector.extract import embed_bytes
+
+    _check_backbone(head, backbone)
+    threshold = head_threshold(head) if threshold is None else float(threshold)
+    payload: list[tuple[str, bytes]] = []
+    read_errors: dict[int, str] = {}
+    for i, item in enumerate(items):
+        if isinstance(item, tuple):
+            payload.append((str(item[0]), bytes(item[1])))
+            continue
+        try:
+            payload.append((str(item), Path(item).read_bytes()))
+        except OSError as exc:
+            read_errors[i] = f"cannot read file ({exc.strerror or exc})"
+            payload.append((str(item), b""))
+    results = embed_bytes(payload, backbone, workspace, batch_size=batch_size)
+    rows = []
+    ok = [i for i, r in enumerate(results) if r.error is None and i not in read_errors]
+    logits = np.full(len(results), np.nan)
+    if ok:
+        X = np.stack([getattr(results[i], head.tap) for i in ok])
+        # the workspace keeps embeddings as float16: round fresh ones the same way, so an image
+        # scores identically whether its embedding was just computed or read back
+        X = X.astype(np.float16).astype(np.float32)
+        logits[ok], _ = score_embeddings(head, X, backbone_id=backbone.id)
+    probs = sigmoid(logits)
+    verdicts = verdict(probs, threshold, band)
+    for i, r in enumerate(results):
+        error = read_errors.get(i) or r.error
+        rows.append(
+            {
+                "path": r.name,
+                "hash": r.hash,
+                "score": None if error else float(logits[i]),
+                "probability": None if error else float(probs[i]),
+                "verdict": None if error else verdicts[i],
+                "error": error,
+                "cached": bool(r.cached),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["path", "hash", "score", "probability", "verdict", "error", "cached"]
+    )
+
+
+# -- a labelled workspace split -> metrics ---------------------------------------------------
+
+
+def score_workspace(workspace, head, *, split: str | None = None) -> pd.DataFrame:
+    """The head's scores for every labelled image of a split that has its embeddings.
+
+    Columns: path, hash, label, generator, source, pair_id, split, score, probability.
+    """
+    backbone_id = head_backbone_id(head)
+    if backbone_id is None:
+        raise InferenceError("the head does not say which backbone it was trained on")
+    tap = head.tap
+    if backbone_id not in set(workspace.backbones().query("tap == @tap")["backbone"]):
+        stored = workspace.backbones()
+        known = ", ".join(f"{b} ({t})" for b, t, _ in stored.itertuples(index=False))
+        raise InferenceError(
+            f"{workspace.path} has no {tap} embeddings of {backbone_id!r}, the backbone this "
+            f"head was trained on (stored: {known or 'none'}). Embed the dataset with that "
+            f"backbone, or use a head trained on one of the stored backbones"
+        )
+    meta, X = workspace.dataset(backbone_id, tap, split=split)
+    if meta.empty:
+        splits = workspace.images()["split"].dropna().unique().tolist()
+        raise InferenceError(
+            f"{workspace.path}: no labelled images with {tap} embeddings of {backbone_id!r}"
+            + (
+                f" in split {split!r} (splits here: {', '.join(map(str, splits)) or 'none'})"
+                if split
+                else ""
+            )
+        )
+    logit, prob = score_embeddings(head, X, backbone_id=backbone_id)
+    cols = ["path", "hash", "label", "generator", "source", "pair_id", "split"]
+    out = meta[[c for c in cols if c in meta]].copy()
+    out["label"] = out["label"].astype(int)
+    out["score"] = logit
+    out["probability"] = prob
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate_head`` returns: the tidy metrics table, per-image predictions, context."""
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    context: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return evaluation_json(self.table, **self.context)
+
+
+def evaluate_head(
+    workspace,
+    head,
+    *,
+    split: str | None = "test",
+    pairing: str = "shared",
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    oracle: bool = False,
+) -> Evaluation:
+    """Every metric of ``head`` on a workspace split, with the head's validation threshold.
+
+    Datasets without splits first get the stored seeded split (the same one ``train`` used).
+    ``matched`` pairing groups images by pair id, else source.
+    """
+    from detector.splits import ensure_splits
+    from detector.train import group_keys
+
+    split_info = ensure_splits(workspace, seed=seed)
+    preds = score_workspace(workspace, head, split=split)
+    card = head_card(head)
+    threshold = card.get("threshold")
+    threshold_rule = card.get("threshold_rule")
+    table = evaluate(
+        preds["label"].to_numpy(),
+        preds["score"].to_numpy(),
+        preds["generator"],
+        probability=preds["probability"].to_numpy(),
+        pairing=pairing,
+        group=group_keys(preds).to_numpy(),
+        threshold=threshold if card.get("released") is not True else None,
+        oracle=oracle,
+        n_boot=n_boot,
+        seed=seed,
+        what=f"split {split!r}" if split else "the workspace",
+    )
+    context = {
+        "workspace": str(workspace.path),
+        "head": card.get("name"),
+        "head_type": getattr(head, "head_type", None),
+        "backbone_id": head_backbone_id(head),
+        "demo": bool(card.get("demo")),
+        "split": split,
+        "pairing": pairing,
+        "n_boot": n_boot,
+        "seed": seed,
+        "threshold": threshold,
+        "threshold_rule": threshold_rule,
+        "n_images": len(preds),
+        "splits": split_info["counts"],
+    }
+    return Evaluation(table=table, predictions=preds, context=context)
+
+
+def backbone_spec(backbone_id: str) -> dict:
+    """``load_backbone`` arguments that rebuild the backbone named by an id.
+
+    ``ViT-L-14-336/openai`` -> model ``ViT-L-14-336``, pretrained ``openai``;
+    ``tiny-clip/random`` -> ``tiny-clip``; an ``@bicubic`` suffix sets the interpolation. Ids of
+    local files or folders cannot be rebuilt from the id alone (``InferenceError``).
+    """
+    base, _, interpolation = backbone_id.partition("@")
+    model, _, weights = base.partition("/")
+    spec = {"model": model, "pretrained": weights or None}
+    if interpolation:
+        spec["interpolation"] = interpolation
+    if model == "tiny-clip":
+        spec["pretrained"] = None
+    elif weights.startswith(("file:", "dir:")) or model == "local-dir":
+        raise InferenceError(
+            f"the head was trained on {backbone_id!r}, loaded from a local file or folder; pass "
+            f"--model and --pretrained (or --model local-dir:FOLDER) to load it again"
+        )
+    return spec
