@@ -6,6 +6,7 @@ import argparse
 import json
 
 from detector.commands.common import add_json_option
+from detector.errors import CueLensError
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -69,6 +70,11 @@ def register(sub) -> None:
         default=0.05,
         help="false-positive rate on validation reals that sets the threshold (0.05)",
     )
+    p.add_argument(
+        "--vocabulary",
+        default=None,
+        help="concept head only: vocabulary name or CSV (default: the built-in photography one)",
+    )
     add_param_option(p)
     add_json_option(p)
     p.set_defaults(func=run)
@@ -80,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     from detector.train import train_head
 
     params = parse_params(args.param)
+    if args.vocabulary is not None:
+        if args.head != "concept":
+            raise CueLensError("--vocabulary applies to --head concept only")
+        params["vocabulary"] = args.vocabulary
     with Workspace(args.workspace, create=False) as ws:
         result = train_head(
             ws,
