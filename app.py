@@ -1,0 +1,49 @@
+"""Cue Lens dashboard: the router. Run with ``make run`` (``streamlit run app.py``).
+
+The entry point only frames the pages: page config, navigation, the sidebar (workspace,
+backbone, detector) and the notices every page carries; each page in ``pages/`` reads the
+context, calls the library and draws. See docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `streamlit run` from elsewhere: the library is next to us
+    sys.path.insert(0, str(HERE))
+
+from ui import views  # noqa: E402
+from ui.frame import render_frame, run_page  # noqa: E402
+
+st.set_page_config(
+    page_title="Cue Lens",
+    page_icon=":material/center_focus_strong:",
+    layout="wide",
+    initial_sidebar_state="expanded",
+)
+
+PAGES = {
+    "Analyse": [
+        st.Page(
+            HERE / "pages" / "detect.py",
+            title="Detect",
+            icon=":material/image_search:",
+            default=True,
+        ),
+    ],
+    "Explore": [
+        st.Page(HERE / "pages" / "concepts.py", title="Concepts", icon=":material/psychology:"),
+        st.Page(HERE / "pages" / "generators.py", title="Generators", icon=":material/compare:"),
+    ],
+    "Data": [
+        st.Page(HERE / "pages" / "data.py", title="Data", icon=":material/dataset:"),
+    ],
+}
+
+page = st.navigation(PAGES)
+views.guarded(render_frame)
+run_page(page)

@@ -1,0 +1,297 @@
+"""Detect: drop images, read each verdict, the concepts behind it, provenance and neighbours."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from detector.inference import (
+    INCONCLUSIVE,
+    LIKELY_REAL,
+    LIKELY_SYNTHETIC,
+    head_threshold,
+    verdict_edges,
+)
+from ui import analysis, charts, settings, views
+from ui.frame import page_context
+
+ctx = page_context()
+VERDICT_STYLE = {
+    LIKELY_REAL: (":blue", ":material/photo_camera:"),
+    INCONCLUSIVE: (":gray", ":material/help:"),
+    LIKELY_SYNTHETIC: (":orange", ":material/auto_awesome:"),
+}
+
+st.title("Detect")
+st.caption(
+    "Drop one or many images. Each gets P(synthetic) from the selected detector, a verdict in "
+    "three bands around its validation threshold, the concepts that moved the score, its "
+    "provenance metadata and its nearest images in the workspace."
+)
+
+
+def _on_upload_change() -> None:
+    if not st.session_state.get("detect_upload"):  # the user removed the files
+        st.session_state.pop("detect_last", None)
+
+
+limit_mb = settings.max_upload_file_mb()
+uploads = st.file_uploader(
+    "Images to analyse",
+    type=list(settings.UPLOAD_TYPES),
+    accept_multiple_files=True,
+    help=f"Up to {limit_mb} MB per file, {settings.max_upload_total_mb()} MB and "
+    f"{settings.max_upload_files()} files per drop, {settings.max_pixels() / 1e6:.0f} megapixels "
+    "per image. The format is read from the content, not the file name.",
+    key="detect_upload",
+    on_change=_on_upload_change,
+)
+
+
+def _take(files) -> list[tuple[str, bytes]]:
+    """The uploads within the per-drop limits (a message says what was left out)."""
+    items, total, skipped = [], 0, []
+    cap = settings.max_upload_total_mb() * 1024 * 1024
+    for f in files:
+        size = f.size
+        if len(items) >= settings.max_upload_files() or total + size > cap:
+            skipped.append(f.name)
+            continue
+        items.append((f.name, f.getvalue()))
+        total += size
+    if skipped:
+        st.warning(
+            f"{len(skipped)} file(s) left out to stay within {settings.max_upload_files()} files "
+            f"and {settings.max_upload_total_mb()} MB per drop: {', '.join(skipped[:5])}"
+            + ("…" if len(skipped) > 5 else "")
+        )
+    return items
+
+
+def _analyse(items: list[tuple[str, bytes]], head) -> list[analysis.ImageResult]:
+    """Results per upload; bytes analysed before in this session come back at once."""
+    from ui.adapters import head_key
+
+    memo = st.session_state.setdefault("detect_memo", {})
+    hkey = head_key(head) if head is not None else "none"
+    keys = [(hashlib.sha256(data).hexdigest(), ctx.backbone_id, hkey) for _, data in items]
+    todo = [i for i, k in enumerate(keys) if k not in memo]
+    if todo:
+        label = f"Analysing {len(todo)} image(s)…" if len(todo) > 1 else "Analysing…"
+        with st.spinner(label):
+            fresh = analysis.analyse(ctx, [items[i] for i in todo], head)
+        for i, res in zip(todo, fresh, strict=True):
+            memo[keys[i]] = res
+    out = []
+    for (name, _), k in zip(items, keys, strict=True):
+        res = memo[k]
+        if res.name != name:  # same bytes under another name
+            res = analysis.ImageResult(**{**res.__dict__, "name": name})
+        out.append(res)
+    return out
+
+
+def _verdict_block(res: analysis.ImageResult, head) -> None:
+    if res.error:
+        st.error(f"{res.name}: {res.error}", icon=":material/broken_image:")
+        return
+    if res.probability is None:
+        st.info("No detector selected: choose or train one (sidebar, Data page).")
+        return
+    threshold = head_threshold(head)
+    low, high = verdict_edges(threshold)
+    colour, icon = VERDICT_STYLE.get(res.verdict, (":gray", ":material/help:"))
+    st.markdown(f"### {colour}[{icon} {res.verdict.capitalize()}]")
+    st.markdown(
+        f"P(synthetic) **{res.probability:.3f}** · logit {res.logit:+.2f}"
+        + (" · seen before (from the workspace)" if res.cached else "")
+    )
+    st.plotly_chart(
+        charts.verdict_strip(res.probability, low, high, threshold),
+        width="stretch",
+        config={"displayModeBar": False},
+        key=f"strip_{res.hash}",
+    )
+    rule = (getattr(head, "card_", None) or {}).get("threshold_rule") or "threshold"
+    st.caption(
+        f"Bands: likely real below {low:.2f}, likely synthetic above {high:.2f}, inconclusive "
+        f"between; dashed line: the head's threshold {threshold:.2f} ({rule})."
+    )
+
+
+def _provenance(md: dict) -> None:
+    if not md:
+        st.caption("No metadata could be read.")
+        return
+
+    def yes_no(v):
+        return "yes" if v else "no"
+
+    camera = " ".join(x for x in (md.get("camera_make"), md.get("camera_model")) if x)
+    rows = [
+        ("Camera", camera or "—"),
+        ("Software", md.get("software") or "—"),
+        ("Taken", md.get("datetime_original") or "—"),
+        ("EXIF present", yes_no(md.get("exif_present"))),
+        ("C2PA / JUMBF manifest", yes_no(md.get("c2pa_present"))),
+        ("Format", f"{md.get('format')} · {md.get('width')}×{md.get('height')} px"),
+        ("JPEG quality (estimate)", md.get("jpeg_quality") or "—"),
+        ("File size", f"{md.get('file_size', 0) / 1024:,.1f} kB"),
+    ]
+    table = pd.DataFrame(rows, columns=["Provenance", "Value"])
+    table["Value"] = table["Value"].astype(str)
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(
+        "Metadata can be stripped or forged: its absence is common in real photos shared "
+        "online and its presence proves nothing alone."
+    )
+
+
+def _attribution(res: analysis.ImageResult) -> None:
+    if res.attribution_error:
+        st.info(f"No concept explanation: {res.attribution_error}", icon=":material/info:")
+        return
+    attr = res.attribution
+    if attr is None:
+        return
+    st.plotly_chart(
+        charts.attribution_bar(attr.table, residual=attr.residual, fidelity=attr.fidelity, top_k=6),
+        width="stretch",
+        key=f"attr_{res.hash}",
+    )
+    if attr.method == "exact":
+        how = "The concept bottleneck decides only through these concepts: fidelity 1."
+    else:
+        fid = "n/a" if pd.isna(attr.fidelity) else f"{attr.fidelity:.1%}"
+        how = (
+            f"Explained by a sparse surrogate on concept scores: it accounts for {fid} of the "
+            f"detector's logit variance on held-out workspace images; the grey bar is what it "
+            f"leaves unexplained for this image. Bars are relative to the average workspace "
+            f"image (baseline {attr.baseline:+.2f})."
+        )
+    st.caption(how)
+
+
+def _neighbours(res: analysis.ImageResult) -> None:
+    nb = res.neighbours
+    st.markdown("**Nearest images in the workspace**")
+    if nb is None or nb.empty:
+        st.caption("The workspace has no labelled images with embeddings of this backbone.")
+        return
+    cols = st.columns(analysis.NEIGHBOURS)
+    for i, row in nb.iterrows():
+        with cols[i % analysis.NEIGHBOURS]:
+            thumb = analysis.file_thumbnail(row["path"])
+            if thumb is not None:
+                st.image(thumb, width="stretch")
+            group = row["group"]
+            colour = ":blue" if group == "real" else ":orange"
+            st.caption(f"{colour}[{group}] · cos {row['similarity']:.2f}  \n{row['split'] or ''}")
+    st.caption("Cosine similarity in the detector's feature space; labels are the workspace's.")
+
+
+def _detail(res: analysis.ImageResult, head) -> None:
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        if res.thumbnail is not None:
+            st.image(res.thumbnail, caption=res.name, width="stretch")
+        else:
+            st.caption(res.name)
+        _provenance(res.metadata)
+    with right:
+        _verdict_block(res, head)
+        if not res.error:
+            _attribution(res)
+    if not res.error:
+        _neighbours(res)
+
+
+def _table(results: list[analysis.ImageResult]) -> None:
+    table = analysis.results_table(results)
+    counts = table["verdict"].value_counts()
+    c = st.columns(4)
+    c[0].metric("Images", len(table))
+    c[1].metric("Likely synthetic", int(counts.get(LIKELY_SYNTHETIC, 0)))
+    c[2].metric("Inconclusive", int(counts.get(INCONCLUSIVE, 0)))
+    c[3].metric("Likely real", int(counts.get(LIKELY_REAL, 0)))
+    st.dataframe(
+        table.drop(columns=["sha256"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("", width="small"),
+            "p_synthetic": st.column_config.ProgressColumn(
+                "P(synthetic)", min_value=0.0, max_value=1.0, format="%.3f"
+            ),
+            "fidelity": st.column_config.NumberColumn("fidelity", format="%.2f"),
+            "exif": st.column_config.CheckboxColumn("EXIF"),
+            "c2pa": st.column_config.CheckboxColumn("C2PA"),
+            "seen before": st.column_config.CheckboxColumn("seen before"),
+        },
+    )
+    st.download_button(
+        "Download results (CSV)",
+        table.drop(columns=["thumbnail"]).to_csv(index=False),
+        file_name="cue_lens_results.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+
+
+def _show(results: list[analysis.ImageResult], head) -> None:
+    if len(results) == 1:
+        _detail(results[0], head)
+        return
+    _table(results)
+    st.divider()
+    names = [f"{i + 1}. {r.name}" for i, r in enumerate(results)]
+    order = sorted(range(len(results)), key=lambda i: -(results[i].probability or -1.0))
+    pick = st.selectbox(
+        "Inspect one image (most synthetic first)", [names[i] for i in order], key="detect_pick"
+    )
+    _detail(results[names.index(pick)], head)
+
+
+def main() -> None:
+    last = st.session_state.get("detect_last")
+    if not uploads and last and last["backbone"] == ctx.backbone_id:
+        head = ctx.head()
+        if last["head"] == (ctx.head_option.key if ctx.head_option else None):
+            c = st.columns([5, 1])
+            c[0].caption(
+                f"Results of your last drop ({len(last['results'])} image(s)); the upload box "
+                "empties when you change page."
+            )
+            if c[1].button("Clear", key="detect_clear", icon=":material/close:"):
+                st.session_state.pop("detect_last", None)
+                st.rerun()
+            _show(last["results"], head)
+            return
+    if not uploads:
+        views.empty_state(
+            "Drop JPEG, PNG, WebP, … images above to analyse them. Nothing leaves this machine; "
+            "uploads are stored in the workspace (unlabelled) so the same bytes are instant "
+            "next time.",
+            icon=":material/upload:",
+        )
+        return
+    head = ctx.head()
+    if head is None:
+        st.warning(
+            "No detector head for this backbone: the images get metadata and neighbours, but no "
+            "verdict. Train a head on the Data page or import one.",
+            icon=":material/warning:",
+        )
+    items = _take(uploads)
+    results = _analyse(items, head)
+    st.session_state["detect_last"] = {
+        "backbone": ctx.backbone_id,
+        "head": ctx.head_option.key if ctx.head_option else None,
+        "results": results,
+    }
+    _show(results, head)
+
+
+main()

@@ -1,0 +1,84 @@
+"""Which folders the dashboard may read datasets from (detector.paths)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from detector.errors import CueLensError
+from detector.paths import (
+    PathNotAllowedError,
+    check_data_path,
+    cue_lens_home,
+    data_roots,
+    default_workspace_dir,
+    is_within_roots,
+)
+
+
+def test_env_lists_the_roots(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    roots = data_roots(f"{a}{os.pathsep}{b}{os.pathsep}{a}")
+    assert roots == [a.resolve(), b.resolve()]
+
+
+def test_default_roots_are_home_and_cwd_but_never_the_filesystem_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUE_LENS_DATA_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    roots = data_roots()
+    assert Path.home().resolve() in roots or Path.home().resolve() == Path("/")
+    assert tmp_path.resolve() in roots
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: Path("/")))
+    assert Path("/") not in data_roots()
+
+
+def test_inside_is_allowed_and_resolved(tmp_path):
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    got = check_data_path(str(tmp_path / "data" / ".." / "data"), roots=[tmp_path.resolve()])
+    assert got == (tmp_path / "data").resolve()
+
+
+def test_outside_is_refused_with_the_way_out(tmp_path):
+    with pytest.raises(PathNotAllowedError) as err:
+        check_data_path("/etc", roots=[tmp_path.resolve()])
+    assert "CUE_LENS_DATA_ROOT" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_dotdot_and_symlinks_cannot_escape(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    with pytest.raises(PathNotAllowedError):
+        check_data_path(str(root / "link"), roots=[root.resolve()])
+    with pytest.raises(PathNotAllowedError):
+        check_data_path(str(root / ".." / "outside"), roots=[root.resolve()])
+    assert not is_within_roots(root / "link", [root.resolve()])
+
+
+def test_missing_inside_and_empty_are_readable_errors(tmp_path):
+    with pytest.raises(CueLensError, match="no such file"):
+        check_data_path(str(tmp_path / "nope"), roots=[tmp_path.resolve()])
+    with pytest.raises(CueLensError, match="no path given"):
+        check_data_path("  ", roots=[tmp_path.resolve()])
+
+
+def test_refused_outside_says_nothing_about_existence(tmp_path):
+    msgs = []
+    for p in ("/etc", "/definitely/not/here"):
+        with pytest.raises(PathNotAllowedError) as err:
+            check_data_path(p, roots=[tmp_path.resolve()])
+        msgs.append(str(err.value).split(":", 1)[1])
+    assert msgs[0] == msgs[1]
+
+
+def test_home_and_workspace_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUE_LENS_HOME", str(tmp_path / "h"))
+    monkeypatch.delenv("CUE_LENS_WORKSPACE", raising=False)
+    assert cue_lens_home() == tmp_path / "h"
+    assert default_workspace_dir() == tmp_path / "h" / "workspace"
+    monkeypatch.setenv("CUE_LENS_WORKSPACE", str(tmp_path / "ws"))
+    assert default_workspace_dir() == tmp_path / "ws"

@@ -1,0 +1,465 @@
+"""Adapters behind the Detect, Concepts and Generators pages: library calls plus caching.
+
+Every number comes from the library: embeddings from ``detector.extract.embed_bytes``,
+probabilities and verdicts from ``detector.inference``, provenance from
+``detector.images.image_metadata``, attributions, directions and concept reports from
+``concepts``. What this module adds is the caching that keeps pages fast (models and
+workspace-wide arrays in memory, keyed by ids and the workspace generation, see
+``ui.resources``) and the nearest-neighbour lookup (a cosine top-k over the cached matrix;
+a candidate to move into the library).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui import resources
+from ui.adapters import group_of, head_key
+from ui.charts import concept_label
+
+THUMB_SIDE = 320
+NEIGHBOURS = 6
+
+
+# -- thumbnails -------------------------------------------------------------------------------
+
+
+def thumbnail_bytes(data: bytes, side: int = THUMB_SIDE) -> bytes | None:
+    """A JPEG thumbnail (longest side ``side``) of image bytes, or None if they do not decode."""
+    from detector.images import ImageDecodeError, decode_image
+
+    try:
+        image = decode_image(data, min_side=side).image
+    except ImageDecodeError:
+        return None
+    image = image.copy()
+    image.thumbnail((side, side))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def data_url(jpeg: bytes | None) -> str | None:
+    """A ``data:`` URL for a JPEG (for image columns of tables)."""
+    return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _file_thumbnail(path: str, size: int, mtime_ns: int, side: int) -> bytes | None:
+    from pathlib import Path
+
+    try:
+        return thumbnail_bytes(Path(path).read_bytes(), side)
+    except OSError:
+        return None
+
+
+def file_thumbnail(path: str, side: int = 200) -> bytes | None:
+    """Thumbnail of a workspace image file (cached per file version); None if unreadable."""
+    import os
+
+    if not path or path.startswith("upload:"):
+        return None
+    try:
+        st_ = os.stat(path)
+    except OSError:
+        return None
+    return _file_thumbnail(path, st_.st_size, st_.st_mtime_ns, side)
+
+
+# -- workspace-wide caches --------------------------------------------------------------------
+
+
+@dataclass
+class ScoredSet:
+    """Labelled workspace images with the head's logits and probabilities (read-only)."""
+
+    meta: pd.DataFrame  # hash, path, label, generator, source, split, pair_id, group, ...
+    logit: np.ndarray
+    probability: np.ndarray
+
+
+@st.cache_resource(show_spinner=False, max_entries=6, ttl=resources.EXTERNAL_TTL)
+def _scored(_ws, _head, path: str, backbone_id: str, hkey: str, gen: int) -> ScoredSet:
+    from detector.inference import score_embeddings
+
+    data = resources.embedded(_ws, backbone_id, _head.tap)
+    meta = data.meta.copy()
+    meta["group"] = group_of(meta)
+    if len(meta) == 0:
+        return ScoredSet(meta, np.zeros(0), np.zeros(0))
+    logit, prob = score_embeddings(_head, data.x, backbone_id=backbone_id)
+    return ScoredSet(meta, logit, prob)
+
+
+def scored(ws, head, backbone_id: str) -> ScoredSet:
+    """Every labelled image of the workspace scored by ``head`` (cached per generation)."""
+    return _scored(
+        ws, head, str(ws.path), backbone_id, head_key(head), resources.generation(ws.path)
+    )
+
+
+@dataclass
+class NeighbourIndex:
+    meta: pd.DataFrame
+    unit: np.ndarray  # rows L2-normalised
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=resources.EXTERNAL_TTL)
+def _neighbour_index(_ws, path: str, backbone_id: str, tap: str, gen: int) -> NeighbourIndex:
+    data = resources.embedded(_ws, backbone_id, tap)
+    norms = np.linalg.norm(data.x, axis=1, keepdims=True) if len(data.x) else np.ones((0, 1))
+    unit = (data.x / np.maximum(norms, 1e-12)).astype(np.float32) if len(data.x) else data.x
+    meta = data.meta.copy()
+    meta["group"] = group_of(meta)
+    return NeighbourIndex(meta, unit)
+
+
+def neighbour_index(ws, backbone_id: str, tap: str) -> NeighbourIndex:
+    """Labelled images' unit embeddings for cosine nearest neighbours (cached)."""
+    return _neighbour_index(ws, str(ws.path), backbone_id, tap, resources.generation(ws.path))
+
+
+def nearest(index: NeighbourIndex, query: np.ndarray, k: int = NEIGHBOURS, exclude=None):
+    """The ``k`` labelled images most similar (cosine) to ``query`` (dim,), itself excluded."""
+    if index.unit.shape[0] == 0:
+        return index.meta.head(0).assign(similarity=[])
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    sims = index.unit @ q
+    if exclude is not None:
+        sims = np.where(index.meta["hash"].to_numpy() == exclude, -np.inf, sims)
+    k = min(k, len(sims))
+    top = np.argpartition(-sims, k - 1)[:k]
+    top = top[np.argsort(-sims[top])]
+    top = top[np.isfinite(sims[top])]
+    out = index.meta.iloc[top][["hash", "path", "label", "generator", "split", "group"]].copy()
+    out["similarity"] = sims[top]
+    return out.reset_index(drop=True)
+
+
+# -- concepts ----------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def vocabulary(name: str = "photography"):
+    """A concept vocabulary by registry name (``concepts.vocabulary``)."""
+    from concepts.vocabulary import load_vocabulary
+
+    return load_vocabulary(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _directions(_ws, _encoder, _vocab, backbone_id: str, vocab_hash: str, path: str):
+    from concepts.directions import cached_directions, concept_directions
+
+    found = cached_directions(_ws, backbone_id, _vocab)
+    if found is not None:
+        return found
+    return concept_directions(_vocab, _encoder(), backbone_id=backbone_id, workspace=_ws)
+
+
+def directions(ctx, vocab) -> np.ndarray:
+    """Concept directions (Q, dim) for the context's backbone: memory, else the workspace
+    cache, else computed with the backbone's text tower (which loads it once)."""
+    ws = ctx.workspace()
+    return _directions(ws, ctx.backbone, vocab, ctx.backbone_id, vocab.hash, str(ws.path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=6, ttl=resources.EXTERNAL_TTL)
+def _surrogate(_ws, _head, _dirs, _vocab, path, backbone_id, hkey, vocab_hash, gen):
+    from concepts.attribution import workspace_surrogate
+
+    return workspace_surrogate(
+        _ws, _head, backbone_id, _dirs, list(_vocab.ids), vocabulary_hash=vocab_hash
+    )
+
+
+def surrogate(ctx, head, vocab, dirs):
+    """The head's lasso surrogate on concept scores (None for the concept model)."""
+    from concepts.attribution import is_concept_model
+
+    if is_concept_model(head):
+        return None
+    ws = ctx.workspace()
+    return _surrogate(
+        ws,
+        head,
+        dirs,
+        vocab,
+        str(ws.path),
+        ctx.backbone_id,
+        head_key(head),
+        vocab.hash,
+        resources.generation(ws.path),
+    )
+
+
+def attributions(ctx, head, projected: np.ndarray, pooled: np.ndarray, names=None):
+    """Per-image ``concepts.attribution.Attribution`` for embedded images."""
+    from concepts.attribution import attribute, is_concept_model
+
+    if is_concept_model(head):
+        return attribute(head, projected=projected, names=names)
+    vocab = vocabulary()
+    dirs = directions(ctx, vocab)
+    sur = surrogate(ctx, head, vocab, dirs)
+    features = projected if head.tap == "projected" else pooled
+    return attribute(head, projected=projected, features=features, surrogate=sur, names=names)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=resources.EXTERNAL_TTL)
+def _concept_report(_ws, _head, _encoder, _vocab, path, backbone_id, hkey, vocab_hash, gen):
+    from concepts.directions import cached_directions
+    from concepts.report import concept_report
+
+    # the text tower is only needed (and the backbone only loaded) when directions are new
+    needs_encoder = cached_directions(_ws, backbone_id, _vocab) is None
+    return concept_report(
+        _ws,
+        backbone_id=backbone_id,
+        vocabulary=_vocab,
+        head=_head,
+        encoder=_encoder() if needs_encoder else None,
+    )
+
+
+def concept_report(ctx, head):
+    """``concepts.report.concept_report`` for the workspace and head (cached per generation)."""
+    vocab = vocabulary()
+    ws = ctx.workspace()
+    hkey = head_key(head) if head is not None else "none"
+    return _concept_report(
+        ws,
+        head,
+        ctx.backbone,
+        vocab,
+        str(ws.path),
+        ctx.backbone_id,
+        hkey,
+        vocab.hash,
+        resources.generation(ws.path),
+    )
+
+
+@dataclass
+class ConceptScores:
+    meta: pd.DataFrame
+    unit: np.ndarray  # projected embeddings, rows L2-normalised (for custom phrases)
+    scores: np.ndarray  # (n, Q) for the given directions
+    names: list[str]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=resources.EXTERNAL_TTL)
+def _concept_scores(_ws, _dirs, path, backbone_id, names_key, dirs_key, gen) -> ConceptScores:
+    idx = _neighbour_index(_ws, path, backbone_id, "projected", gen)
+    scores = idx.unit @ np.asarray(_dirs, dtype=np.float32).T
+    return ConceptScores(idx.meta, idx.unit, scores, list(names_key))
+
+
+def concept_scores(ctx, dirs: np.ndarray, names) -> ConceptScores:
+    """Concept scores (cosines) of every labelled image for ``dirs`` (cached)."""
+    from concepts.attribution import directions_fingerprint
+
+    ws = ctx.workspace()
+    return _concept_scores(
+        ws,
+        dirs,
+        str(ws.path),
+        ctx.backbone_id,
+        tuple(names),
+        directions_fingerprint(dirs),
+        resources.generation(ws.path),
+    )
+
+
+# -- one upload --------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageResult:
+    """Everything the Detect page shows for one uploaded image."""
+
+    name: str
+    hash: str | None
+    n_bytes: int
+    error: str | None = None
+    cached: bool = False
+    logit: float | None = None
+    probability: float | None = None
+    verdict: str | None = None
+    thumbnail: bytes | None = None
+    metadata: dict = field(default_factory=dict)
+    attribution: object | None = None
+    attribution_error: str | None = None
+    neighbours: pd.DataFrame | None = None
+    pooled: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
+    """Embed, score, explain and describe uploaded images (``(name, bytes)`` pairs).
+
+    Embeddings of bytes the workspace has seen are reused (``embed_bytes``); new ones are
+    stored there, unlabelled.
+    """
+    from detector.extract import embed_bytes
+    from detector.images import ImageDecodeError, image_metadata
+    from detector.inference import head_threshold, score_embeddings, verdict
+
+    start = time.perf_counter()
+    ws = ctx.workspace()
+    backbone = ctx.backbone()
+    embedded = embed_bytes(items, backbone, ws)
+    if any(e.error is None and not e.cached for e in embedded):
+        resources.note_uploads(ws.path)
+    results = [
+        ImageResult(name=e.name, hash=e.hash, n_bytes=len(data), error=e.error, cached=e.cached)
+        for e, (_, data) in zip(embedded, items, strict=True)
+    ]
+    ok = [i for i, e in enumerate(embedded) if e.error is None]
+    if ok and head is not None:
+        feats = np.stack([getattr(embedded[i], head.tap) for i in ok])
+        logits, probs = score_embeddings(head, feats, backbone_id=backbone.id)
+        verdicts = np.atleast_1d(verdict(probs, head_threshold(head)))
+        for j, i in enumerate(ok):
+            results[i].logit = float(logits[j])
+            results[i].probability = float(probs[j])
+            results[i].verdict = str(verdicts[j])
+        try:
+            attrs = attributions(
+                ctx,
+                head,
+                np.stack([embedded[i].projected for i in ok]),
+                np.stack([embedded[i].pooled for i in ok]),
+            )
+            for j, i in enumerate(ok):
+                results[i].attribution = attrs[j]
+        except Exception as exc:  # the verdict stands even when it cannot be explained
+            message = str(exc) if _is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+            for i in ok:
+                results[i].attribution_error = message
+    tap = head.tap if head is not None else "pooled"
+    index = neighbour_index(ws, backbone.id, tap)
+    for i in ok:
+        results[i].pooled = embedded[i].pooled
+        results[i].neighbours = nearest(index, getattr(embedded[i], tap), exclude=results[i].hash)
+    for res, (_, data) in zip(results, items, strict=True):
+        if not data:
+            continue
+        res.thumbnail = thumbnail_bytes(data)
+        try:
+            res.metadata = image_metadata(data, path=res.name)
+        except ImageDecodeError:
+            res.metadata = {}
+    elapsed = time.perf_counter() - start
+    for res in results:
+        res.seconds = elapsed / max(len(results), 1)
+    return results
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from detector.errors import CueLensError
+
+    return isinstance(exc, CueLensError)
+
+
+def results_table(results: list[ImageResult]) -> pd.DataFrame:
+    """One row per upload for the sortable table and the CSV download."""
+    rows = []
+    for r in results:
+        md = r.metadata or {}
+        top_syn = top_real = None
+        if r.attribution is not None:
+            t = r.attribution.table
+            pos = t[t["contribution"] > 0]
+            neg = t[t["contribution"] < 0]
+            top_syn = concept_label(pos.iloc[0]["concept"]) if len(pos) else None
+            top_real = concept_label(neg.iloc[0]["concept"]) if len(neg) else None
+        rows.append(
+            {
+                "thumbnail": data_url(r.thumbnail),
+                "file": r.name,
+                "p_synthetic": r.probability,
+                "verdict": r.verdict or ("failed" if r.error else None),
+                "top concept → synthetic": top_syn,
+                "top concept → real": top_real,
+                "fidelity": None if r.attribution is None else r.attribution.fidelity,
+                "camera": " ".join(x for x in (md.get("camera_make"), md.get("camera_model")) if x)
+                or None,
+                "software": md.get("software"),
+                "exif": md.get("exif_present"),
+                "c2pa": md.get("c2pa_present"),
+                "format": md.get("format"),
+                "width": md.get("width"),
+                "height": md.get("height"),
+                "kB": round(r.n_bytes / 1024, 1),
+                "seen before": r.cached,
+                "sha256": r.hash,
+                "error": r.error,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# -- generators --------------------------------------------------------------------------------
+
+
+def split_subset(scored_set: ScoredSet, split: str | None) -> ScoredSet:
+    """The scored images of one split (all when ``split`` is None)."""
+    if split is None:
+        return scored_set
+    mask = (scored_set.meta["split"] == split).to_numpy()
+    return ScoredSet(
+        scored_set.meta[mask].reset_index(drop=True),
+        scored_set.logit[mask],
+        scored_set.probability[mask],
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=resources.EXTERNAL_TTL)
+def _ap_table(_subset, path, hkey, split, pairing, n_boot, gen) -> pd.DataFrame:
+    from detector.metrics import per_generator_ap
+    from detector.train import group_keys
+
+    meta = _subset.meta
+    return per_generator_ap(
+        meta["label"].astype(int).to_numpy(),
+        _subset.logit,
+        meta["generator"].to_numpy(dtype=object),
+        pairing=pairing,
+        group=group_keys(meta).to_numpy(),
+        n_boot=n_boot,
+    )
+
+
+def ap_table(ws, head, subset: ScoredSet, split, pairing: str, n_boot: int = 1000):
+    """``detector.metrics.per_generator_ap`` of a split (cached per generation)."""
+    return _ap_table(
+        subset,
+        str(ws.path),
+        head_key(head),
+        split,
+        pairing,
+        n_boot,
+        resources.generation(ws.path),
+    )
+
+
+TRANSFER_NAMESPACE = "dashboard_transfer"
+
+
+def transfer_key(backbone_id: str, head_type: str, pairing: str) -> str:
+    return f"{backbone_id}|{head_type}|{pairing}"
+
+
+def stored_transfer(ws, backbone_id: str, head_type: str, pairing: str) -> dict | None:
+    """A transfer matrix computed earlier from the dashboard (kept in the workspace)."""
+    return ws.get_json(TRANSFER_NAMESPACE, transfer_key(backbone_id, head_type, pairing))

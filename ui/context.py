@@ -1,0 +1,209 @@
+"""The state every page reads: which workspace, backbone and detector are in use, and why.
+
+``resolve()`` is called once per script run by the frame (``app.py``) before the page runs;
+pages call ``current()``. The user's choices live in ``st.session_state`` under the keys
+below, set by the sidebar, so they survive page changes.
+
+Demo mode: when the requested backbone's weights cannot be had (DESIGN.md, "Offline demo"),
+the context switches to ``tiny-clip`` and the demo workspace (built once per process by a
+background job) and records the reason, which the frame shows at the top of every page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from detector.backbone import LOCAL_DIR_PREFIX, TINY_CLIP
+from detector.paths import default_workspace_dir
+from ui import resources
+from ui.settings import DEMO_SPEC, BackboneSpec, default_backbone_spec, offline
+
+KEY_BACKBONE = "cl_backbone_request"  # BackboneSpec chosen in the sidebar (None: default)
+KEY_WORKSPACE = "cl_workspace_path"  # str chosen in the sidebar (None: the mode's default)
+KEY_HEAD = "cl_head_key"  # HeadOption.key chosen in the sidebar
+_CTX = "cl_context"
+
+
+@dataclass
+class HeadOption:
+    """One detector the sidebar offers (released, workspace or imported)."""
+
+    key: str
+    kind: str  # released | workspace | imported
+    name: str
+    location: str
+    backbone_id: str | None
+    head_type: str | None = None
+    tap: str | None = None
+    training_data: str | None = None
+    available: bool = True
+    demo: bool = False
+    note: str = ""
+
+    def compatible(self, backbone_id: str) -> bool:
+        return self.backbone_id in (None, backbone_id)
+
+    @property
+    def label(self) -> str:
+        kind = {"released": "released", "workspace": "workspace", "imported": "imported"}
+        return f"{self.name} · {kind.get(self.kind, self.kind)}"
+
+
+@dataclass
+class AppContext:
+    """Everything a page needs to know about the current session's set-up."""
+
+    requested: BackboneSpec
+    spec: BackboneSpec
+    backbone_id: str
+    demo: bool
+    auto_demo: bool
+    weights_message: str
+    workspace_path: Path
+    demo_info: object | None = None
+    heads: list[HeadOption] = field(default_factory=list)
+    head_option: HeadOption | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def workspace(self):
+        """This session's open workspace."""
+        return resources.workspace(self.workspace_path)
+
+    def backbone(self):
+        """The loaded backbone (loads on first use; a spinner shows while it loads)."""
+        if resources.backbone_loaded(self.spec) is None:
+            with st.spinner(f"Loading {self.spec.label} (once per server process)…"):
+                return resources.backbone(self.spec, self.backbone_id)
+        return resources.backbone(self.spec, self.backbone_id)
+
+    def head(self):
+        """The selected detector head (loaded once per file hash), or None."""
+        from ui import adapters
+
+        if self.head_option is None:
+            return None
+        return adapters.load_head_option(self.head_option)
+
+
+def expected_backbone_id(spec: BackboneSpec) -> str:
+    """The id ``load_backbone`` will give ``spec``, without loading it (see detector.backbone)."""
+    if spec.model == TINY_CLIP:
+        return f"{TINY_CLIP}/random"
+    if spec.model.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(spec.model[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
+        return "local-dir/dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    pretrained = spec.pretrained or ""
+    local = Path(pretrained).expanduser()
+    if pretrained and (local.is_file() or local.suffix in (".pt", ".pth", ".bin", ".safetensors")):
+        # the same 12 hex digits as detector.backbone.file_digest, read once per file version
+        digest = resources.head_digest(local)[:12] if local.is_file() else "missing"
+        return f"{spec.model}/file:{digest}"
+    return f"{spec.model}/{pretrained}"
+
+
+def _ensure_demo_job(job, home: str | None):
+    from detector.demo import ensure_demo
+
+    return ensure_demo(home, progress=lambda step, frac: job.update(frac, step))
+
+
+def demo_info():
+    """The demo (built by a background job once per process; waits with a progress bar)."""
+    from detector.paths import cue_lens_home
+
+    home = str(cue_lens_home())
+    registry = resources.job_registry()
+    job = registry.start(
+        "demo",
+        "Preparing the offline demo",
+        (home, "demo"),
+        _ensure_demo_job,
+        home,
+        reuse_finished=True,
+    )
+    if job.running:
+        bar = st.progress(0.0, text="Preparing the offline demo…")
+        while job.running:
+            bar.progress(job.progress or 0.0, text=f"Preparing the offline demo: {job.message}")
+            time.sleep(0.15)
+        bar.empty()
+    if job.error:
+        from detector.demo import DemoError
+
+        raise DemoError(f"the offline demo could not be prepared: {job.error}")
+    return job.result
+
+
+def resolve() -> AppContext:
+    """Work out this run's context from the session's choices and what is available."""
+    from detector.backbone import DEFAULT_MODEL
+
+    requested = st.session_state.get(KEY_BACKBONE) or default_backbone_spec()
+    problems: list[str] = []
+    message = ""
+    if requested.is_demo:
+        spec, auto_demo = DEMO_SPEC, False
+    else:
+        ok, message = resources.weights_status(
+            requested.model, requested.pretrained, probe_network=not offline()
+        )
+        spec, auto_demo = (requested, False) if ok else (DEMO_SPEC, True)
+        if not ok and requested.model != DEFAULT_MODEL:
+            problems.append(f"{requested.label}: weights not available; using the demo instead.")
+    demo = spec.is_demo
+    info = demo_info() if demo else None
+    chosen = st.session_state.get(KEY_WORKSPACE)
+    if chosen:
+        ws_path = Path(chosen)
+    elif demo and info is not None:
+        ws_path = Path(info.workspace)
+    else:
+        ws_path = default_workspace_dir()
+    ctx = AppContext(
+        requested=requested,
+        spec=spec,
+        backbone_id=expected_backbone_id(spec),
+        demo=demo,
+        auto_demo=auto_demo,
+        weights_message=message,
+        workspace_path=ws_path.expanduser().resolve(),
+        demo_info=info,
+        problems=problems,
+    )
+    from ui import adapters
+
+    ctx.heads = adapters.head_options(ctx.workspace(), ctx.backbone_id)
+    ctx.head_option = _pick_head(ctx)
+    st.session_state[_CTX] = ctx
+    return ctx
+
+
+def _pick_head(ctx: AppContext) -> HeadOption | None:
+    usable = [h for h in ctx.heads if h.compatible(ctx.backbone_id) and h.available]
+    by_key = {h.key: h for h in usable}
+    chosen = st.session_state.get(KEY_HEAD)
+    if chosen in by_key:
+        return by_key[chosen]
+    if ctx.demo and ctx.demo_info is not None and getattr(ctx.demo_info, "head_path", None):
+        demo_path = str(Path(ctx.demo_info.head_path).resolve())
+        for h in usable:
+            if os.path.realpath(h.location) == demo_path:
+                return h
+    for h in usable:
+        if h.kind == "released" and h.note == "default":
+            return h
+    return usable[0] if usable else None
+
+
+def current() -> AppContext:
+    """The context resolved by the frame for this run."""
+    ctx = st.session_state.get(_CTX)
+    if ctx is None:  # a page run on its own (tests): resolve here
+        ctx = resolve()
+    return ctx
