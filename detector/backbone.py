@@ -19,6 +19,7 @@ projection; 1024-d for ViT-L) and ``projected`` (``pooled @ proj``, the image-te
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -180,12 +181,18 @@ def _register_local_configs() -> None:
 
 
 def file_digest(path: str | os.PathLike, prefix: int = 12) -> str:
-    """SHA-256 of a file's bytes (first ``prefix`` hex digits)."""
+    """SHA-256 of a file's bytes (first ``prefix`` hex digits); remembered per file version."""
+    st = os.stat(path)
+    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)[:prefix]
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()[:prefix]
+    return h.hexdigest()
 
 
 def default_cache_dir() -> str | None:
@@ -326,7 +333,7 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
     import open_clip
 
     local = Path(pretrained).expanduser()
-    if local.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or local.exists():
+    if _is_checkpoint_path(pretrained):
         if not local.is_file():
             raise WeightsUnavailableError(f"{local}: checkpoint file not found")
         weights = "file:" + file_digest(local)
@@ -359,6 +366,38 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
         ) from exc
 
     return net, weights
+
+
+def backbone_id_for(
+    model: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    interpolation: str = DEFAULT_INTERPOLATION,
+) -> str:
+    """The id ``load_backbone(model, pretrained)`` gives, without building the model.
+
+    ``MODEL/TAG`` for a pretrained tag, ``MODEL/file:<sha256[:12]>`` for a checkpoint file
+    (``missing`` when the file is absent), ``local-dir/dir:<sha256 of the path>[:12]``,
+    ``tiny-clip/random``; ``@bicubic`` is appended for the non-default interpolation.
+    """
+    if model == TINY_CLIP:
+        name, weights = TINY_CLIP, "random"
+    elif model.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(model[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
+        name, weights = "local-dir", "dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    elif pretrained and _is_checkpoint_path(pretrained):
+        local = Path(pretrained).expanduser()
+        name, weights = model, "file:" + (file_digest(local) if local.is_file() else "missing")
+    else:
+        name, weights = model, pretrained or "none"
+    backbone_id = f"{name}/{weights}"
+    if interpolation != DEFAULT_INTERPOLATION:
+        backbone_id += f"@{interpolation}"
+    return backbone_id
+
+
+def _is_checkpoint_path(pretrained: str) -> bool:
+    local = Path(pretrained).expanduser()
+    return local.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or local.exists()
 
 
 def load_backbone(
@@ -428,10 +467,9 @@ def load_backbone(
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
     pooled_dim = visual.ln_post.normalized_shape[0]
     projected_dim = visual.proj.shape[1] if visual.proj is not None else pooled_dim
-    name = model if not model.startswith(LOCAL_DIR_PREFIX) else "local-dir"
-    backbone_id = f"{name}/{weights}"
-    if interpolation != DEFAULT_INTERPOLATION:
-        backbone_id += f"@{interpolation}"
+    backbone_id = backbone_id_for(model, pretrained, interpolation)
+    if weights == "random" and model != TINY_CLIP:
+        backbone_id = f"{model}/random"
     return Backbone(
         id=backbone_id,
         model_name=model,

@@ -364,9 +364,8 @@ def embed_bytes(
     cached: dict[str, dict[str, np.ndarray]] = {}
     if workspace is not None:
         hashes = [r.hash for r in results if r.hash]
-        have = workspace.embedded_hashes(backbone.id, "pooled") & workspace.embedded_hashes(
-            backbone.id, "projected"
-        )
+        have = workspace.embedded_among(backbone.id, "pooled", hashes)
+        have &= workspace.embedded_among(backbone.id, "projected", hashes)
         hit = sorted({h for h in hashes if h in have})
         if hit:
             _, pooled = workspace.load_embeddings(backbone.id, "pooled", hit)

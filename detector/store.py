@@ -39,6 +39,7 @@ DB_NAME = "cuelens.sqlite"
 SCHEMA_VERSION = 1
 EMBEDDING_DTYPE = np.dtype("<f2")
 TAPS = ("pooled", "projected")
+KEYED_LOOKUP_LIMIT = 2000  # up to this many hashes are read by key, more in one table scan
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,10 +171,20 @@ class Workspace:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def version(self) -> int:
+        """A counter bumped by every committed write, from any process: compare two readings
+        to know whether anything changed (cheap: one indexed row)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound database."""
@@ -298,18 +309,40 @@ class Workspace:
         )
         return {r[0] for r in rows}
 
+    def _keyed_rows(self, backbone: str, tap: str, hashes: Sequence[str], columns: str):
+        """Rows for a few hashes through the primary key (no table scan)."""
+        rows = []
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self._conn.execute(
+                f"SELECT {columns} FROM embeddings WHERE backbone = ? AND tap = ? "
+                f"AND hash IN ({marks}) ORDER BY hash",
+                (backbone, tap, *chunk),
+            ).fetchall()
+        return rows
+
+    def embedded_among(self, backbone: str, tap: str, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` have an embedding for (backbone, tap); keyed, fast for few."""
+        return {r[0] for r in self._keyed_rows(backbone, tap, hashes, "hash")}
+
     def load_embeddings(
         self, backbone: str, tap: str, hashes: Sequence[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
         """Embeddings for (backbone, tap) as ``(hashes, float32 matrix (n, dim))``.
 
         With ``hashes`` given, rows follow that order and a hash without an embedding raises
-        ``KeyError``; without, every stored embedding is returned in hash order.
+        ``KeyError``; without, every stored embedding is returned in hash order. A few hashes
+        are looked up by key; many are read in one scan.
         """
-        rows = self._conn.execute(
-            "SELECT hash, vector FROM embeddings WHERE backbone = ? AND tap = ? ORDER BY hash",
-            (backbone, tap),
-        ).fetchall()
+        if hashes is not None and len(hashes) <= KEYED_LOOKUP_LIMIT:
+            rows = self._keyed_rows(backbone, tap, hashes, "hash, vector")
+        else:
+            rows = self._conn.execute(
+                "SELECT hash, vector FROM embeddings WHERE backbone = ? AND tap = ? ORDER BY hash",
+                (backbone, tap),
+            ).fetchall()
         if not rows:
             if hashes:
                 raise KeyError(f"no {tap} embeddings for backbone {backbone!r} in {self.path}")

@@ -172,3 +172,15 @@ def test_device_and_precision_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(BackboneError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_backbone_id_is_known_without_loading(tmp_path, test_vit, tiny_backbone):
+    from detector.backbone import backbone_id_for
+
+    path = tmp_path / "w.pt"
+    torch.save(test_vit.state_dict(), path)
+    loaded = load_backbone("test-vit", str(path), device="cpu", precision="fp32")
+    assert backbone_id_for("test-vit", str(path)) == loaded.id
+    assert backbone_id_for("tiny-clip", None) == tiny_backbone.id
+    assert backbone_id_for("ViT-L-14-336", "openai") == "ViT-L-14-336/openai"
+    assert backbone_id_for("ViT-B-16", str(tmp_path / "gone.pt")) == "ViT-B-16/file:missing"

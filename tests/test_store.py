@@ -126,3 +126,29 @@ def test_reading_100k_embeddings_takes_well_under_a_second(tmp_path):
     seconds = time.perf_counter() - t0
     assert x.shape == (n, dim) and len(got_hashes) == n
     assert seconds < 1.0, f"reading {n} embeddings took {seconds:.2f} s"
+
+
+def test_version_moves_with_every_committed_write_from_any_process(tmp_path):
+    ws, other = Workspace(tmp_path), Workspace(tmp_path)
+    v0 = ws.version()
+    other.add_images(_rows(2))
+    v1 = ws.version()
+    assert v1 > v0
+    with pytest.raises(RuntimeError), other.transaction():
+        other.add_images(_rows(1, 1))
+        raise RuntimeError("rolled back")
+    assert ws.version() == v1  # nothing committed, nothing changed
+
+
+def test_keyed_lookups_match_the_full_scan(tmp_path):
+    ws = Workspace(tmp_path)
+    rows = _rows(30)
+    hashes = [r.hash for r in rows]
+    vecs = np.random.default_rng(2).normal(size=(30, 8)).astype(np.float32)
+    ws.put_embeddings("bb", "pooled", hashes[:20], vecs[:20])
+    assert ws.embedded_among("bb", "pooled", hashes) == set(hashes[:20])
+    few = [hashes[7], hashes[3], hashes[7]]
+    _, keyed = ws.load_embeddings("bb", "pooled", few)
+    _, full = ws.load_embeddings("bb", "pooled")
+    order = sorted(hashes[:20])
+    np.testing.assert_array_equal(keyed, full[[order.index(h) for h in few]])
