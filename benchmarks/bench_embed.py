@@ -36,7 +36,7 @@ from detector.extract import default_workers, embed_dataset
 from detector.store import Workspace
 
 
-def make_folder(root: Path, n: int, seed: int = 0) -> Path:
+def make_folder(root: Path, n: int, seed: int = 0, png_every: int = 3) -> Path:
     """Photo-like images (smooth colour fields + noise) at camera-ish sizes, JPEG and PNG."""
     rng = np.random.default_rng(seed)
     sizes = [(1024, 768), (1280, 960), (800, 600), (1600, 1200), (960, 1280)]
@@ -49,7 +49,7 @@ def make_folder(root: Path, n: int, seed: int = 0) -> Path:
         im = Image.fromarray(arr).filter(ImageFilter.SMOOTH)
         cls = "real" if i % 2 == 0 else "generator_a"
         (root / cls).mkdir(parents=True, exist_ok=True)
-        if i % 3 == 2:
+        if png_every and i % png_every == png_every - 1:
             im.save(root / cls / f"{i:04d}.png", optimize=False)
         else:
             im.save(root / cls / f"{i:04d}.jpg", quality=90)
@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--png-every", type=int, default=3, help="every Nth file is a PNG (0: JPEG only)"
+    )
     args = parser.parse_args()
     workers = default_workers() if args.workers is None else args.workers
 
@@ -82,9 +85,13 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_folder(tmp / "data", args.images)
+        data = make_folder(tmp / "data", args.images, png_every=args.png_every)
         size_mb = sum(p.stat().st_size for p in data.rglob("*.*")) / 1e6
-        print(f"data: {args.images} JPEG/PNG files, 800x600 to 1600x1200, {size_mb:.1f} MB")
+        n_png = sum(1 for _ in data.rglob("*.png"))
+        print(
+            f"data: {args.images} files ({args.images - n_png} JPEG, {n_png} PNG), "
+            f"800x600 to 1600x1200, {size_mb:.1f} MB"
+        )
 
         results = {}
         for precision in ("bf16", "fp32"):
