@@ -175,11 +175,13 @@ class ConceptBottleneck(DetectorHead):
             raise ConceptModelError(f"{len(names)} concept names for {n} directions")
         return [str(c) for c in names]
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, X_val=None, y_val=None, epoch_callback=None):
         """Train gates and classifier on projected embeddings X (N, dim) with labels y (N,).
 
         ``X_val``/``y_val`` drive early stopping; without them ``validation_fraction`` of the
-        training data is held out (stratified). Returns ``self``.
+        training data is held out (stratified). ``epoch_callback(record)`` is called after
+        every epoch with ``{"epoch", "train_loss", "val_loss", "best_epoch"}``; an exception
+        it raises stops training (the head protocol in ``detector.heads``). Returns ``self``.
         """
         X, y_idx, X_val, yv_idx = self._validate_training(X, y, X_val, y_val)
         X = np.asarray(X, dtype=np.float32)
@@ -194,12 +196,12 @@ class ConceptBottleneck(DetectorHead):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny matrices: one thread beats contended thread pools
         try:
-            self._train(X, y01, X_val, yv, directions, names)
+            self._train(X, y01, X_val, yv, directions, names, epoch_callback)
         finally:
             torch.set_num_threads(threads)
         return self
 
-    def _train(self, X, y01, X_val, yv, directions, names) -> None:
+    def _train(self, X, y01, X_val, yv, directions, names, epoch_callback=None) -> None:
         seed = 0 if self.random_state is None else int(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
@@ -274,6 +276,7 @@ class ConceptBottleneck(DetectorHead):
                     "val_bce": float(val_bce),
                 }
             )
+            stop = False
             if float(val_loss) < best[0] - float(self.tol) or X_val is None:
                 state = (
                     copy.deepcopy(gate_layer.state_dict()),
@@ -283,8 +286,18 @@ class ConceptBottleneck(DetectorHead):
                 stale = 0
             else:
                 stale += 1
-                if stale >= int(self.patience):
-                    break
+                stop = stale >= int(self.patience)
+            if epoch_callback is not None:
+                epoch_callback(
+                    {
+                        "epoch": epoch,
+                        "train_loss": history[-1]["train_loss"],
+                        "val_loss": history[-1]["val_loss"],
+                        "best_epoch": best[2],
+                    }
+                )
+            if stop:
+                break
 
         gate_state, clf_state = best[1]
         self._set_weights(
@@ -520,6 +533,7 @@ def train_concept_model(
     out: str | os.PathLike | None = None,
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     encoder=None,
+    epoch_callback=None,
     **hyperparams,
 ) -> tuple[ConceptBottleneck, dict]:
     """Train a concept bottleneck on a workspace's projected embeddings; returns (head, card).
@@ -529,7 +543,8 @@ def train_concept_model(
     Validation images (``val_split``; a stratified share of the training split when that split
     is empty) drive early stopping and the card's metrics (per-generator AP against all reals
     of the split, mAP, pooled AP, AUROC). With ``out`` the head is saved through
-    ``detector.heads.save_head``. ``hyperparams`` go to ``ConceptBottleneck``.
+    ``detector.heads.save_head``. ``hyperparams`` go to ``ConceptBottleneck``;
+    ``epoch_callback`` to its ``fit`` (called once per epoch; raising stops training).
     """
     from detector.store import Workspace
 
@@ -556,7 +571,7 @@ def train_concept_model(
     params = {"random_state": seed, **hyperparams, "backbone_id": backbone_id}
     head = ConceptBottleneck(directions=directions, concept_names=list(vocab.ids), **params)
     if meta_va.empty:
-        head.fit(X_tr, y_tr)
+        head.fit(X_tr, y_tr, epoch_callback=epoch_callback)
         validation = {
             "split": None,
             "note": f"no images in split {val_split!r}: early stopping on a held-out share of "
@@ -564,7 +579,9 @@ def train_concept_model(
             **_validation_metrics(head, meta_tr, X_tr),
         }
     else:
-        head.fit(X_tr, y_tr, X_va, meta_va["label"].astype(int).to_numpy())
+        head.fit(
+            X_tr, y_tr, X_va, meta_va["label"].astype(int).to_numpy(), epoch_callback=epoch_callback
+        )
         validation = {"split": val_split, **_validation_metrics(head, meta_va, X_va)}
     card = make_card(
         head,

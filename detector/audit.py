@@ -26,7 +26,7 @@ real and one synthetic image every differing property would "separate" them).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,18 +172,47 @@ def _properties_of(path: str) -> tuple[dict | None, str | None]:
     }, None
 
 
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 100  # files between two progress calls
+
+
+def _read_properties(
+    paths: Sequence[str], workers: int, progress: Progress | None
+) -> list[tuple[dict | None, str | None]]:
+    """``_properties_of`` for every path on a thread pool, in order.
+
+    ``progress(done, total)`` is called at the start, every ``PROGRESS_EVERY`` files and at
+    the end; an exception it raises stops the reading (files not yet started are skipped)
+    and propagates: that is how a caller cancels.
+    """
+    total = len(paths)
+    if progress is not None:
+        progress(0, total)
+    results: list[tuple[dict | None, str | None]] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        for result in pool.map(_properties_of, paths):
+            results.append(result)
+            done = len(results)
+            if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
+                progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
 def image_properties(
-    records: Sequence[Record], *, workers: int = 4
+    records: Sequence[Record], *, workers: int = 4, progress: Progress | None = None
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Properties of labelled records as a DataFrame, plus ``{"path", "reason"}`` errors.
 
     Columns: path, label (0 real / 1 synthetic), class, generator (``real`` for real
     images), source, split, format, jpeg_quality, width, height, aspect_ratio, file_size,
     exif_present, mode. Unlabelled records are skipped; only headers are read.
+    ``progress(done, total)`` follows the files read (see ``audit``).
     """
     labelled = [r for r in records if r.label in (0, 1)]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda r: _properties_of(str(r.path)), labelled))
+    results = _read_properties([str(r.path) for r in labelled], workers, progress)
     rows, errors = [], []
     for record, (props, error) in zip(labelled, results, strict=True):
         if props is None:
@@ -214,7 +243,9 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _workspace_properties(ws: Workspace, workers: int) -> tuple[pd.DataFrame, list[dict]]:
+def _workspace_properties(
+    ws: Workspace, workers: int, progress: Progress | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
     """Properties of a workspace's labelled images, read from their files.
 
     A file that is no longer readable is audited from the facts stored at embedding time
@@ -233,8 +264,7 @@ def _workspace_properties(ws: Workspace, workers: int) -> tuple[pd.DataFrame, li
         )
         for row in meta.itertuples(index=False)
     ]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda r: _properties_of(str(r.path)), records))
+    results = _read_properties([str(r.path) for r in records], workers, progress)
     rows, errors = [], []
     for record, stored, (props, error) in zip(
         records, meta.itertuples(index=False), results, strict=True
@@ -466,29 +496,32 @@ def audit(
     threshold: float = DEFAULT_THRESHOLD,
     min_per_class: int = DEFAULT_MIN_PER_CLASS,
     workers: int = 4,
+    progress: Progress | None = None,
 ) -> AuditReport:
     """Audit a dataset (folder, CSV manifest, ``Dataset``) or a workspace (dir or object).
 
     Reads each labelled image's header, summarises it per class and generator, and flags
     every property that alone separates real from synthetic images (see module docstring).
     Raises ``DatasetError``/``WorkspaceError`` only when the source itself cannot be read.
+    ``progress(done, total)`` follows the files read (every 100 files); an exception it
+    raises stops the audit and propagates (the dashboard's Cancel).
     """
     if not 0.5 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in 0.5..1, got {threshold}")
     if isinstance(source, Workspace):
-        images, errors = _workspace_properties(source, workers)
+        images, errors = _workspace_properties(source, workers, progress)
         name = str(source.path)
     elif isinstance(source, Dataset):
-        images, errors = image_properties(source.records, workers=workers)
+        images, errors = image_properties(source.records, workers=workers, progress=progress)
         errors = list(source.errors) + errors
         name = source.name
     elif _is_workspace_dir(Path(source).expanduser()):
         with Workspace(Path(source).expanduser(), create=False) as ws:
-            images, errors = _workspace_properties(ws, workers)
+            images, errors = _workspace_properties(ws, workers, progress)
             name = str(ws.path)
     else:
         dataset = load_dataset(source)
-        images, errors = image_properties(dataset.records, workers=workers)
+        images, errors = image_properties(dataset.records, workers=workers, progress=progress)
         errors = list(dataset.errors) + errors
         name = dataset.name
     separations, warnings = _separations(images, threshold, min_per_class)

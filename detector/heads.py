@@ -11,9 +11,10 @@ P(synthetic). Every head type (``linear`` and ``orthogonal`` here, ``concept`` i
 - has class attributes ``head_type: str`` (its registry name) and ``tap: str`` (``"pooled"``
   or ``"projected"``: the embeddings it reads);
 - follows the scikit-learn estimator contract: ``__init__`` only stores keyword parameters;
-  ``fit(X, y, X_val=None, y_val=None)`` validates, learns attributes ending in ``_`` (at least
-  ``classes_``, ``n_features_in_``) and returns ``self``; ``decision_function(X)`` returns the
-  logits, shape (n,); ``predict_proba(X)`` returns (n, 2) with column 1 = P(classes_[1]);
+  ``fit(X, y, X_val=None, y_val=None, epoch_callback=None)`` validates, learns attributes
+  ending in ``_`` (at least ``classes_``, ``n_features_in_``) and returns ``self``;
+  ``decision_function(X)`` returns the logits, shape (n,); ``predict_proba(X)`` returns
+  (n, 2) with column 1 = P(classes_[1]);
   ``predict(X)`` returns labels from ``classes_``; ``get_params()`` returns JSON-serialisable
   parameters. Heads that are saved are trained on labels 0 (real) / 1 (synthetic), so their
   ``classes_`` is ``[0, 1]``;
@@ -27,6 +28,13 @@ P(synthetic). Every head type (``linear`` and ``orthogonal`` here, ``concept`` i
 
 Deriving from ``DetectorHead`` gives the inference half of the contract (validation, the
 backbone check, probabilities, labels) given ``_logits(X) -> (n,) float64``.
+
+Heads trained epoch by epoch take an optional ``epoch_callback`` in ``fit`` (a fit argument,
+not a parameter: it is not part of the model). It is called once after every epoch with
+``{"epoch", "train_loss", "val_loss", "best_epoch"}`` (``val_loss`` None without a
+validation set); an exception it raises stops training and propagates out of ``fit``, which
+is how a caller cancels (``detector.train.TrainingCancelled``). It does not touch any random
+state, so training with and without it gives the same weights.
 
 Saved heads
 ===========
@@ -45,6 +53,7 @@ import datetime as _dt
 import importlib
 import json
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -268,18 +277,34 @@ def _single_thread():
         torch.set_num_threads(before)
 
 
-def _fit_torch(head, params: list[torch.Tensor], forward, X, y_idx, X_val, yv_idx, penalty=None):
+EpochCallback = Callable[[dict], None]
+
+
+def _fit_torch(
+    head,
+    params: list[torch.Tensor],
+    forward,
+    X,
+    y_idx,
+    X_val,
+    yv_idx,
+    penalty=None,
+    epoch_callback: EpochCallback | None = None,
+):
     with _single_thread():
-        return _fit_torch_loop(head, params, forward, X, y_idx, X_val, yv_idx, penalty)
+        return _fit_torch_loop(
+            head, params, forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback
+        )
 
 
-def _fit_torch_loop(head, params, forward, X, y_idx, X_val, yv_idx, penalty):
+def _fit_torch_loop(head, params, forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback):
     """Mini-batch Adam with early stopping on the validation loss; best weights restored.
 
     ``forward(xb) -> (logits, activations)``; ``penalty(activations) -> scalar`` is added to the
     training loss times ``head.lambda_ortho`` (orthogonal head). The validation loss is the
     label-smoothed BCE alone (the penalty regularises training batches; it is not a measure
     of fit). Deterministic for a given ``random_state`` on one machine and thread count.
+    ``epoch_callback(record)`` follows each epoch (see the module docstring).
     """
     seed = int(head.random_state) if head.random_state is not None else 0
     gen = torch.Generator().manual_seed(seed)
@@ -323,18 +348,30 @@ def _fit_torch_loop(head, params, forward, X, y_idx, X_val, yv_idx, penalty):
         result.train_loss.append(total / max(seen, 1))
         result.penalty.append(total_pen / max(seen, 1))
         result.epochs = epoch
+        val_loss, stop = None, False
         if Xv is None:
-            continue
-        with torch.no_grad():
-            val_loss = float(_bce_smoothed(forward(Xv)[0], yv, smoothing))
-        result.val_loss.append(val_loss)
-        if val_loss < best_loss - float(head.tol):
-            best_loss, bad_epochs, result.best_epoch = val_loss, 0, epoch
-            best = [p.detach().clone() for p in params]
+            result.best_epoch = epoch  # no validation: the last epoch is kept
         else:
-            bad_epochs += 1
-            if bad_epochs >= int(head.patience):
-                break
+            with torch.no_grad():
+                val_loss = float(_bce_smoothed(forward(Xv)[0], yv, smoothing))
+            result.val_loss.append(val_loss)
+            if val_loss < best_loss - float(head.tol):
+                best_loss, bad_epochs, result.best_epoch = val_loss, 0, epoch
+                best = [p.detach().clone() for p in params]
+            else:
+                bad_epochs += 1
+                stop = bad_epochs >= int(head.patience)
+        if epoch_callback is not None:
+            epoch_callback(
+                {
+                    "epoch": epoch,
+                    "train_loss": result.train_loss[-1],
+                    "val_loss": val_loss,
+                    "best_epoch": result.best_epoch,
+                }
+            )
+        if stop:
+            break
     if Xv is not None:
         with torch.no_grad():
             for p, b in zip(params, best, strict=True):
@@ -393,8 +430,11 @@ class LinearProbe(DetectorHead):
         self.random_state = random_state
         self.backbone_id = backbone_id
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Train on (X (n, d), y (n,)); optional validation set for early stopping."""
+    def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
+        """Train on (X (n, d), y (n,)); optional validation set for early stopping.
+
+        ``epoch_callback(record)`` is called after every epoch (see the module docstring).
+        """
         X, y_idx, X_val, yv_idx = self._validate_training(X, y, X_val, y_val)
         d = X.shape[1]
         gen = torch.Generator().manual_seed(int(self.random_state or 0))
@@ -404,7 +444,9 @@ class LinearProbe(DetectorHead):
         def forward(xb):
             return xb @ w + b, None
 
-        result = _fit_torch(self, [w, b], forward, X, y_idx, X_val, yv_idx)
+        result = _fit_torch(
+            self, [w, b], forward, X, y_idx, X_val, yv_idx, epoch_callback=epoch_callback
+        )
         self.coef_ = w.detach().numpy().astype(np.float32).copy()
         self.intercept_ = float(b.detach()[0])
         self._record_training(result)
@@ -472,8 +514,11 @@ class OrthogonalHead(DetectorHead):
         self.random_state = random_state
         self.backbone_id = backbone_id
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Train on (X (n, d), y (n,)); optional validation set for early stopping."""
+    def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
+        """Train on (X (n, d), y (n,)); optional validation set for early stopping.
+
+        ``epoch_callback(record)`` is called after every epoch (see the module docstring).
+        """
         X, y_idx, X_val, yv_idx = self._validate_training(X, y, X_val, y_val)
         d, k = X.shape[1], int(self.k)
         if k < 1:
@@ -493,7 +538,17 @@ class OrthogonalHead(DetectorHead):
             normed = acts / acts.norm(dim=0, keepdim=True).clamp_min(1e-8)
             return torch.linalg.matrix_norm(eye - normed.T @ normed)
 
-        result = _fit_torch(self, [w1, b1, w2, b2], forward, X, y_idx, X_val, yv_idx, penalty)
+        result = _fit_torch(
+            self,
+            [w1, b1, w2, b2],
+            forward,
+            X,
+            y_idx,
+            X_val,
+            yv_idx,
+            penalty,
+            epoch_callback=epoch_callback,
+        )
         self.directions_ = w1.detach().numpy().astype(np.float32).copy()
         self.direction_bias_ = b1.detach().numpy().astype(np.float32).copy()
         self.to_logit_weight_ = w2.detach().numpy().astype(np.float32).copy()

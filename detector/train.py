@@ -18,12 +18,18 @@ Group syntax (``--train`` / ``--test`` of ``matrix``), comma-separated tokens:
 
 Reals: a generator group trains and tests against all reals of the split; a ``source:`` group
 uses that source's reals only.
+
+Live curves and cancelling: ``train_head(..., epoch_callback=fn)`` calls ``fn(record)`` once
+per epoch with ``{"epoch", "train_loss", "val_loss", "best_epoch"}`` (the head protocol in
+``detector.heads``). To stop, the callback raises (``TrainingCancelled``, or any exception of
+the caller's own); ``train_head`` lets it propagate and saves nothing.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +61,13 @@ from detector.splits import assign_splits, ensure_splits, strata_of
 
 class TrainError(CueLensError):
     """A head cannot be trained on what the workspace holds."""
+
+
+class TrainingCancelled(Exception):
+    """Raised by an ``epoch_callback`` to stop training; no head is saved."""
+
+
+EpochCallback = Callable[[dict], None]
 
 
 # -- data access -----------------------------------------------------------------------------
@@ -125,9 +138,11 @@ def fit_head(
     seed: int = 0,
     params: dict | None = None,
     workspace=None,
+    epoch_callback: EpochCallback | None = None,
 ):
     """A fitted ``linear`` or ``orthogonal`` head on arrays; ``params`` override its
-    hyperparameters (``random_state`` defaults to ``seed``)."""
+    hyperparameters (``random_state`` defaults to ``seed``); ``epoch_callback`` goes to
+    ``fit`` (see the module docstring)."""
     params = dict(params or {})
     if head_type == "concept":
         raise TrainError(
@@ -144,10 +159,11 @@ def fit_head(
     params.setdefault("random_state", seed)
     head = cls(**{**params, "backbone_id": backbone_id})
     has_val = X_val is not None and y_val is not None and len(y_val) > 0
+    fit_args = {"epoch_callback": epoch_callback} if epoch_callback is not None else {}
     try:
         if has_val:
-            return head.fit(X_train, y_train, X_val=X_val, y_val=y_val)
-        return head.fit(X_train, y_train)
+            return head.fit(X_train, y_train, X_val=X_val, y_val=y_val, **fit_args)
+        return head.fit(X_train, y_train, **fit_args)
     except ValueError as exc:
         raise TrainError(f"cannot train a {head_type} head: {exc}") from exc
 
@@ -202,12 +218,19 @@ def train_head(
     target_fpr: float = DEFAULT_TARGET_FPR,
     out: str | Path | None = None,
     save: bool = True,
+    epoch_callback: EpochCallback | None = None,
 ) -> TrainResult:
     """Train a head on the workspace, pick its threshold on validation reals, save it.
 
     Datasets without splits first get a seeded, stratified, pair-preserving split stored in the
     workspace (``detector.splits.ensure_splits``). Without a validation split, 20% of the
     training split is held out for early stopping and the threshold (recorded in the card).
+
+    ``epoch_callback(record)`` is called once per epoch with ``{"epoch", "train_loss",
+    "val_loss", "best_epoch"}`` (losses are floats; ``val_loss`` is None without validation
+    data). An exception it raises (e.g. ``TrainingCancelled``) stops training and propagates;
+    nothing is saved then. The callback does not change the result: training stays
+    deterministic for a given seed.
     """
     cls = get_head_type(head_type)
     tap = cls.tap
@@ -234,7 +257,7 @@ def train_head(
     extra_card: dict = {}
     if head_type == "concept":
         head, extra_card = _train_concept(
-            workspace, backbone_id, train_split, val_split, seed, params
+            workspace, backbone_id, train_split, val_split, seed, params, epoch_callback
         )
         if meta_va.empty:
             validation_source = "a share of the training split held out by the concept trainer"
@@ -249,6 +272,7 @@ def train_head(
             seed=seed,
             params=params,
             workspace=workspace,
+            epoch_callback=epoch_callback,
         )
 
     validation: dict = {"source": validation_source, **label_counts(meta_va)}
@@ -301,7 +325,9 @@ def train_head(
     return TrainResult(head=head, card=card, path=path, split={"splits": split_info})
 
 
-def _train_concept(workspace, backbone_id, train_split, val_split, seed, params):
+def _train_concept(
+    workspace, backbone_id, train_split, val_split, seed, params, epoch_callback=None
+):
     """``concepts.bottleneck.train_concept_model`` (the concept bottleneck's own trainer)."""
     try:
         module = importlib.import_module("concepts.bottleneck")
@@ -315,6 +341,7 @@ def _train_concept(workspace, backbone_id, train_split, val_split, seed, params)
     trainer = getattr(module, "train_concept_model", None)
     if trainer is None:
         raise TrainError("concepts.bottleneck has no train_concept_model(); cannot train")
+    extra = {"epoch_callback": epoch_callback} if epoch_callback is not None else {}
     result = trainer(
         workspace,
         backbone_id,
@@ -322,6 +349,7 @@ def _train_concept(workspace, backbone_id, train_split, val_split, seed, params)
         val_split=val_split,
         seed=seed,
         out=None,
+        **extra,
         **dict(params or {}),
     )
     head, card = result if isinstance(result, tuple) else (result, {})
@@ -599,6 +627,7 @@ __all__ = [
     "Group",
     "TrainError",
     "TrainResult",
+    "TrainingCancelled",
     "fit_head",
     "label_counts",
     "matrix_table",

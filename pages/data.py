@@ -1,12 +1,15 @@
-"""Data: what the workspace holds, register and embed a dataset, train heads, model cards."""
+"""Data: what the workspace holds, register and embed a dataset, train heads, model cards,
+and the bias audit of the labelled files."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pandas as pd
 import streamlit as st
 
 from detector.paths import ENV_DATA_ROOT, check_data_path, data_roots
-from ui import adapters, charts, resources, tasks, views
+from ui import adapters, analysis, charts, resources, tasks, views
 from ui.frame import page_context
 
 ctx = page_context()
@@ -17,8 +20,8 @@ scope = str(ws.path)
 st.title("Data")
 st.caption(
     "Register a dataset by path, embed it with the current backbone, train detector heads on "
-    "the embeddings and read their model cards. Long work runs in the background: you can "
-    "change page and come back."
+    "the embeddings, read their model cards, and check the data for shortcuts a detector "
+    "could learn. Long work runs in the background: you can change page and come back."
 )
 
 
@@ -205,9 +208,14 @@ def training() -> None:
 
         @st.fragment(run_every=1.0 if job.running else None)
         def live() -> None:
-            views.job_panel(job, key=f"train_{job.id}")
+            views.job_panel(job, key=f"train_{job.id}", keeps_work=False)
             if job.records:
                 st.plotly_chart(charts.training_curves(job.records), width="stretch")
+                st.caption(
+                    "Loss per epoch on the training and validation images, drawn as training "
+                    "runs. Training stops when the validation loss has not improved for a few "
+                    "epochs; the weights of the best epoch are kept."
+                )
             elif job.running:
                 st.caption("The curves appear after the first epoch.")
             if not job.running and st.session_state.get("train_seen") != job.id:
@@ -215,6 +223,172 @@ def training() -> None:
                 st.rerun(scope="app")  # the new head appears in the sidebar
 
         live()
+
+
+# -- the bias audit --------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = {
+    "class": "class",
+    "generator": "group",
+    "n": "images",
+    "formats": "formats",
+    "jpeg_quality_median": "JPEG quality",
+    "width_median": "width (px)",
+    "height_median": "height (px)",
+    "aspect_ratio_median": "aspect ratio",
+    "file_size_median": "file size (KiB)",
+    "exif_share": "with EXIF",
+    "modes": "colour modes",
+}
+SHOWN_WARNINGS = 4
+
+
+def bias_audit() -> None:
+    st.subheader("Dataset bias audit")
+    st.caption(
+        "File properties that alone tell real from synthetic images (format, JPEG quality, "
+        "width, height, aspect ratio, file size, EXIF, colour mode), read from the headers of "
+        "the labelled files. A detector can score well on such data by learning them instead "
+        "of traces of generation."
+    )
+    images = adapters.images_table(ws)
+    labelled = images[images["label"].notna() & images["error"].isna()]
+    if labelled.empty:
+        views.empty_state("No labelled images to audit yet: register a dataset above.")
+        return
+    fingerprint = analysis.audit_fingerprint(ws, images)
+    stored = analysis.stored_audit(ws)
+    current = stored is not None and stored.fingerprint == fingerprint
+    key = (scope, "audit")
+    job = registry.find(key)
+    running = job is not None and job.running
+    if not current and not running and len(labelled) <= tasks.INLINE_AUDIT_FILES:
+        with st.spinner(f"Reading the headers of {len(labelled):,} files…"):
+            tasks.run_audit(ws, fingerprint)
+        stored, current = analysis.stored_audit(ws), True
+    if not current and not running:
+        what = "The data changed since the last audit" if stored else "Not audited yet"
+        st.info(
+            f"{what}: the audit reads the header of each of the {len(labelled):,} labelled "
+            f"files (about {max(1, round(len(labelled) * 0.003 / 60))} min on a local disk); "
+            "it runs in the background.",
+            icon=":material/info:",
+        )
+        if st.button(f"Audit {len(labelled):,} files", key="audit_go", icon=":material/policy:"):
+            registry.start(
+                "audit",
+                f"Bias audit of {len(labelled):,} files",
+                key,
+                tasks.audit_job,
+                str(ws.path),
+                fingerprint,
+            )
+            st.rerun()
+    if job is not None and (job.running or job.status != "done"):
+
+        @st.fragment(run_every=1.0 if job.running else None)
+        def live() -> None:
+            views.job_panel(job, key=f"audit_{job.id}", keeps_work=False)
+            if not job.running and st.session_state.get("audit_seen") != job.id:
+                st.session_state["audit_seen"] = job.id
+                st.rerun(scope="app")
+
+        live()
+    if stored is not None:
+        _audit_report(stored, current)
+
+
+def _audit_report(stored, current: bool) -> None:
+    from detector.audit import audit_figure, audit_table
+
+    report = stored.report
+    when = dt.datetime.fromtimestamp(stored.created).strftime("%Y-%m-%d %H:%M")
+    counts = report.images["class"].value_counts()
+    st.caption(
+        f"{'Audit' if current else 'Last audit (before the latest changes)'} of "
+        f"{len(report.images):,} files ({int(counts.get('real', 0)):,} real, "
+        f"{int(counts.get('synthetic', 0)):,} synthetic), {when}; a property is flagged at "
+        f"AUC ≥ {report.threshold:.2f}, in scopes with at least {report.min_per_class} images "
+        "of each class."
+    )
+    warnings = report.warnings
+    if not warnings:
+        st.success(
+            "No file property alone separates real from synthetic images here: format, "
+            "quality, size, EXIF and colour mode look alike in both classes.",
+            icon=":material/verified:",
+        )
+    for warning in warnings[:SHOWN_WARNINGS]:
+        st.warning(warning["message"], icon=":material/warning:")
+    if len(warnings) > SHOWN_WARNINGS:
+        with st.expander(f"{len(warnings) - SHOWN_WARNINGS} more warnings"):
+            for warning in warnings[SHOWN_WARNINGS:]:
+                st.warning(warning["message"], icon=":material/warning:")
+
+    st.markdown("**Per class and generator**")
+    summary = report.summary.rename(columns=SUMMARY_COLUMNS)[list(SUMMARY_COLUMNS.values())]
+    summary["file size (KiB)"] = summary["file size (KiB)"] / 1024
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "JPEG quality": st.column_config.NumberColumn(format="%.0f"),
+            "width (px)": st.column_config.NumberColumn(format="%.0f"),
+            "height (px)": st.column_config.NumberColumn(format="%.0f"),
+            "aspect ratio": st.column_config.NumberColumn(format="%.2f"),
+            "file size (KiB)": st.column_config.NumberColumn(format="%.1f"),
+            "with EXIF": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    table = audit_table(report)
+    if table.empty:
+        views.empty_state(
+            f"No scope has {report.min_per_class} real and {report.min_per_class} synthetic "
+            "images: nothing could be tested."
+        )
+        return
+    st.markdown("**Each property alone, as a classifier of real vs synthetic** (flagged first)")
+    st.dataframe(
+        adapters.audit_display_table(table),
+        hide_index=True,
+        width="stretch",
+        height=min(390, 38 + 35 * len(table)),
+        column_config={
+            "AUC": st.column_config.ProgressColumn(format="%.2f", min_value=0.5, max_value=1),
+            "real": st.column_config.NumberColumn("real images"),
+            "synthetic": st.column_config.NumberColumn("synthetic images"),
+            "flagged": st.column_config.CheckboxColumn(),
+        },
+    )
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        labels = [
+            f"{'⚑ ' if row.flagged else ''}{adapters.audit_scope_label(row.scope, row.group)} · "
+            f"{str(row.property).replace('_', ' ')} (AUC {row.auc:.2f})"
+            for row in table.itertuples(index=False)
+        ]
+        pick = st.selectbox(
+            "Look at one property",
+            range(len(table)),
+            format_func=labels.__getitem__,
+            key="audit_pick",
+        )
+        row = table.iloc[int(pick or 0)]
+        st.caption(adapters.audit_row_text(row))
+    with right:
+        st.plotly_chart(
+            charts.restyle(
+                audit_figure(report, row["property"], scope=row["scope"], group=row["group"]),
+                height=320,
+                title_width=80,
+            ),
+            width="stretch",
+            key="audit_figure",
+        )
+    if report.errors:
+        with st.expander(f"{len(report.errors)} files could not be read"):
+            st.dataframe(pd.DataFrame(report.errors), hide_index=True, width="stretch")
 
 
 # -- heads and model cards -------------------------------------------------------------------
@@ -275,4 +449,6 @@ with views.section_guard():
 st.divider()
 with views.section_guard():
     heads()
-# The bias-audit panel (robustness issue) goes here, as one more guarded section.
+st.divider()
+with views.section_guard():
+    bias_audit()

@@ -15,13 +15,19 @@ ctx = page_context()
 ws = ctx.workspace()
 registry = resources.job_registry()
 GALLERY = 6
+# offered in the perturbation picker besides the default sweep (any other name can be typed)
+MORE_PERTURBATIONS = (
+    "jpeg:90", "jpeg:10", "resize:0.25", "resize:2", "blur:3", "crop:0.9", "noise:2", "noise:5",
+    "noise:10", "jpeg:75+resize:0.5",
+)  # fmt: skip
 
 st.title("Generators")
 st.caption(
     "Average precision (AP) of each generator's images against the real ones, with 95% "
     "bootstrap intervals; mAP is their mean (pooled AP over all fakes is not mAP and is not "
-    "shown as such). Then how a detector trained on one generator finds the others, and any "
-    "two groups side by side."
+    "shown as such). Then how a detector trained on one generator finds the others, any two "
+    "groups side by side, and how the detector holds up when images are re-compressed, "
+    "resized, blurred or cropped."
 )
 
 
@@ -62,7 +68,7 @@ def _setup():
         f"{int((subset.meta['label'] == 1).sum()):,} synthetic images · detector "
         f"{ctx.head_option.name if ctx.head_option else ''}"
     )
-    return head, subset, split, pairing
+    return head, subset, split, pairing, scored
 
 
 def ap_section(head, subset, split, pairing) -> None:
@@ -151,7 +157,7 @@ def transfer_section(head) -> None:
 
         @st.fragment(run_every=1.0 if job.running else None)
         def live() -> None:
-            views.job_panel(job, key=f"transfer_{job.id}")
+            views.job_panel(job, key=f"transfer_{job.id}", keeps_work=False)
             if not job.running and st.session_state.get("transfer_seen") != job.id:
                 st.session_state["transfer_seen"] = job.id
                 st.rerun(scope="app")
@@ -279,11 +285,228 @@ def _profiles(a: str, b: str) -> None:
     )
 
 
+# -- robustness ------------------------------------------------------------------------------
+
+
+def robustness_section(head, scored, pairing: str) -> None:
+    from detector.errors import CueLensError
+    from detector.perturb import DEFAULT_SWEEP, parse_perturbations
+
+    st.subheader("Robustness to image processing")
+    st.caption(
+        "How much of the detector's AP survives what happens to images on their way to you. "
+        "Each test image is perturbed (JPEG re-compression, resizing, blur, centre crop, "
+        "noise), embedded again and scored; the perturbed embeddings are kept in the "
+        "workspace, so a re-run, or another pairing, only reads them."
+    )
+    meta = scored.meta
+    has_test = bool((meta["split"] == "test").any())
+    evaluated = meta[meta["split"] == "test"] if has_test else meta
+    n_real, n_fake = int((evaluated["label"] == 0).sum()), int((evaluated["label"] == 1).sum())
+    if n_real == 0 or n_fake == 0:
+        where = "test split" if has_test else "workspace"
+        views.empty_state(
+            f"The sweep needs real and synthetic images, and the {where} has {n_real} real and "
+            f"{n_fake} synthetic ones: extract a dataset with both on the Data page."
+        )
+        return
+    name = analysis.sweep_head_name(head)
+    key = (str(ws.path), "robustness", name, ctx.backbone_id)
+    job = registry.find(key)
+    running = job is not None and job.running
+    reports = analysis.stored_sweeps(ws, head, ctx.backbone_id)
+    report, exact = _pick_sweep(reports, "test" if has_test else None, pairing)
+
+    done = [p for p in report.summary["perturbation"] if p != "none"] if report else []
+    options = list(dict.fromkeys([*DEFAULT_SWEEP, *MORE_PERTURBATIONS, *done]))
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    chosen = left.multiselect(
+        "Perturbations",
+        options,
+        default=done or list(DEFAULT_SWEEP),
+        key="rob_perturbations",
+        accept_new_options=True,
+        help="FAMILY:STRENGTH: jpeg:QUALITY, resize:SCALE, blur:SIGMA (pixels), crop:FRACTION "
+        "(centre, of each side), noise:SIGMA (0..255); chain with '+', e.g. jpeg:75+resize:0.5.",
+    )
+    go = right.button(
+        "Re-run" if exact else "Run the sweep",
+        type="secondary" if exact else "primary",
+        disabled=running or not chosen,
+        key="rob_go",
+        icon=":material/play_arrow:",
+        width="stretch",
+    )
+    st.caption(
+        f"{len(evaluated):,} {'test' if has_test else 'labelled'} images ({n_real:,} real, "
+        f"{n_fake:,} synthetic) × {len(chosen)} perturbations · {pairing} pairing · detector "
+        f"{name}"
+    )
+    if not has_test:
+        st.caption(
+            ":orange[This workspace has no test split: the sweep uses every labelled image, "
+            "including those the detector was trained on.]"
+        )
+    if go:
+        try:
+            parse_perturbations(chosen)  # a mistyped name is a message, before any work
+        except CueLensError as exc:
+            views.show_error(exc)
+        else:
+            backbone = ctx.backbone()
+            registry.start(
+                "robustness",
+                f"Robustness sweep of {name}",
+                key,
+                tasks.robustness_job,
+                str(ws.path),
+                head,
+                backbone,
+                list(chosen),
+                pairing,
+            )
+            st.rerun()
+    if job is not None and (job.running or job.status != "done"):
+
+        @st.fragment(run_every=1.0 if job.running else None)
+        def live() -> None:
+            views.job_panel(job, key=f"robustness_{job.id}")
+            if not job.running and st.session_state.get("robustness_seen") != job.id:
+                st.session_state["robustness_seen"] = job.id
+                st.rerun(scope="app")
+
+        live()
+    if report is None:
+        if not running:
+            views.empty_state(
+                "No sweep for this detector yet: choose perturbations and run it. Each "
+                "perturbation embeds every evaluated image once (about as long as extracting "
+                "them); later runs only read the stored embeddings."
+            )
+        return
+    if not exact:
+        st.info(
+            f"Shown: the last sweep with {report.pairing} pairing on "
+            f"{report.split or 'all labelled images'}; run it for the current settings.",
+            icon=":material/info:",
+        )
+    _sweep_report(report)
+
+
+def _pick_sweep(reports: list, split: str | None, pairing: str):
+    """The stored sweep for this split and pairing, else one of another pairing or split."""
+    for report in reports:
+        if report.split == split and report.pairing == pairing:
+            return report, True
+    same = [r for r in reports if r.pairing == pairing]
+    return ((same or reports)[0], False) if reports else (None, False)
+
+
+def _sweep_report(report) -> None:
+    from detector.perturb import FAMILIES, robustness_curves
+
+    summary = report.summary
+    clean = summary[summary["perturbation"] == "none"]
+    perturbed = summary[summary["perturbation"] != "none"]
+    n_images = int(clean["n_images"].iloc[0]) if len(clean) else 0
+    st.caption(
+        f"Shown: the last sweep on {report.split or 'all labelled images'} ({n_images:,} "
+        f"images, {report.pairing} pairing). A verdict flips when P(synthetic) crosses the "
+        f"detector's threshold, {report.threshold:.2f}."
+        + (
+            " Demo backbone: random weights, the numbers only show how it works."
+            if report.is_demo
+            else ""
+        )
+    )
+    c = st.columns(4)
+    if len(clean):
+        c[0].metric("mAP, unperturbed", f"{float(clean['map'].iloc[0]):.3f}")
+    if len(perturbed) and perturbed["map"].notna().any():
+        worst = perturbed.loc[perturbed["map"].idxmin()]
+        c[1].metric(
+            f"Lowest mAP ({worst['perturbation']})",
+            f"{worst['map']:.3f}",
+            delta=f"{worst['delta_map']:+.3f}",
+            help="The perturbation that costs the detector the most, and its change of mAP.",
+        )
+    if len(perturbed) and perturbed["flip_rate"].notna().any():
+        flips = perturbed.loc[perturbed["flip_rate"].idxmax()]
+        c[2].metric(
+            f"Most flipped verdicts ({flips['perturbation']})",
+            f"{flips['flip_rate']:.0%}",
+            help="Share of all evaluated images whose verdict changed under this perturbation.",
+        )
+    c[3].metric("Perturbations", f"{len(perturbed)}")
+
+    curves = robustness_curves(report.table)
+    families = [f for f in FAMILIES if f in set(curves["family"])]
+    for start in range(0, len(families), 2):
+        cols = st.columns(2, gap="large")
+        for col, family in zip(cols, families[start : start + 2], strict=False):
+            col.plotly_chart(
+                charts.robustness_lines(
+                    curves,
+                    family,
+                    unit=FAMILIES[family]["unit"],
+                    identity=FAMILIES[family]["identity"],
+                ),
+                width="stretch",
+                key=f"rob_curve_{family}",
+            )
+    st.caption(
+        "AP of each generator's images against the reals at each strength; the dashed line is "
+        "mAP, the dotted one the unperturbed images. Stronger perturbations lie to the right "
+        "(for resize, away from 1 on both sides)."
+    )
+    shown = pd.DataFrame(
+        {
+            "perturbation": summary["perturbation"],
+            "mAP": summary["map"],
+            "Δ mAP": summary["delta_map"],
+            "flipped": 100 * summary["flip_rate"],
+            "flipped (real)": 100 * summary["flip_rate_real"],
+            "flipped (synthetic)": 100 * summary["flip_rate_synthetic"],
+            "images": summary["n_images"],
+            "not embedded": summary["n_missing"],
+        }
+    )
+    percent = st.column_config.NumberColumn(format="%.1f %%")
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        height=38 + 35 * len(shown),  # every perturbation in view, no inner scrolling
+        column_config={
+            "mAP": st.column_config.NumberColumn(format="%.3f"),
+            "Δ mAP": st.column_config.NumberColumn(format="%+.3f"),
+            "flipped": percent,
+            "flipped (real)": percent,
+            "flipped (synthetic)": percent,
+        },
+    )
+    with st.expander("AP per generator and perturbation"):
+        table = report.table
+        order = list(dict.fromkeys(table["perturbation"]))
+        matrix = table.pivot(index="generator", columns="perturbation", values="ap")[order]
+        st.dataframe(matrix, width="stretch")
+        st.download_button(
+            "Download the sweep (CSV)",
+            table.to_csv(index=False),
+            file_name=f"robustness_{report.head}_{report.split or 'all'}_{report.pairing}.csv",
+            mime="text/csv",
+            icon=":material/download:",
+        )
+    if report.errors:
+        with st.expander(f"{len(report.errors)} files could not be perturbed"):
+            st.dataframe(pd.DataFrame(report.errors), hide_index=True, width="stretch")
+
+
 setup = None
 with views.section_guard():
     setup = _setup()
 if setup is not None:
-    head, subset, split, pairing = setup
+    head, subset, split, pairing, scored = setup
     with views.section_guard():
         ap_section(head, subset, split, pairing)
     st.divider()
@@ -292,4 +515,6 @@ if setup is not None:
     st.divider()
     with views.section_guard():
         side_by_side(head, subset)
-# The robustness section (AP vs perturbation strength) goes here, as one more guarded section.
+    st.divider()
+    with views.section_guard():
+        robustness_section(head, scored, pairing)

@@ -220,9 +220,13 @@ def test_data_page_registers_extracts_and_trains(tmp_path, demo_home):
     at.run()
     job = job_registry().jobs("train")[0]
     assert job.wait(120) and job.status == "done", job.error
-    assert job.records and "train_loss" in job.records[0]
+    # one record per epoch, published while training ran (epoch_callback)
+    assert [r["epoch"] for r in job.records] == list(range(1, len(job.records) + 1))
+    assert {"train_loss", "val_loss", "best_epoch"} <= set(job.records[-1])
     at.run()
     assert_clean(at, "after training")
+    curves = [c for c in at.get("plotly_chart") if "validation loss" in c.proto.spec]
+    assert curves and "best epoch" in curves[0].proto.spec
     options = at.sidebar.selectbox(key="cl_head_select").options  # as displayed
     assert any(o.startswith("linear_train") for o in options), options
 
@@ -303,9 +307,233 @@ def test_training_job_can_be_cancelled_and_saves_nothing(tmp_path, demo_home):
         "train", "t", (str(ws_path), "train"), train_job, str(ws_path), "tiny-clip/random", options
     )
     deadline = 0
-    while job.running and not job.message.startswith("training:") and deadline < 200:
+    while job.running and len(job.records) < 2 and deadline < 400:
         job.wait(0.05)
         deadline += 1
+    assert job.message.startswith("training: epoch")  # live, one record per epoch
     job.cancel()
     assert job.wait(30) and job.status == "cancelled"
+    assert len(job.records) >= 2  # the curves so far stay on the page
     assert not (ws_path / "heads" / "cancelled.safetensors").exists()
+
+
+# -- workspace changes from outside -------------------------------------------------------------
+
+
+def copy_demo_workspace(demo_home: Path, target: Path) -> Path:
+    """The demo workspace (database and head) in ``target``; its image paths still point to the
+    demo's files."""
+    shutil.copytree(demo_home / "demo", target, ignore=shutil.ignore_patterns("data"))
+    return target
+
+
+def open_workspace(at, path: Path) -> None:
+    at.text_input(key="cl_ws_input").set_value(str(path))
+    at.button(key="cl_ws_open").click()
+    at.run()
+    assert_clean(at, "open workspace")
+
+
+def test_outside_changes_show_at_once_and_uploads_reload_nothing(tmp_path, demo_home):
+    import io
+    import re
+
+    from PIL import Image
+
+    from detector.store import ImageRow, Workspace
+    from ui import resources
+
+    def sidebar_count(at, what: str) -> int:
+        text = " ".join(c.value for c in at.sidebar.caption)
+        found = re.search(rf"(\d+) {what}", text)
+        return int(found.group(1)) if found else 0
+
+    ws_path = copy_demo_workspace(demo_home, tmp_path / "ws").resolve()
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/generators.py").run()
+    generation = resources.generation(ws_path)
+    unlabelled = sidebar_count(at, "unlabelled")
+    at.switch_page("pages/detect.py").run()
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (12, 34, 56)).save(png, "PNG")  # bytes no test uploaded yet
+    at.file_uploader(key="detect_upload").set_value([("new.png", png.getvalue(), "image/png")])
+    at.run()
+    at.run()
+    assert_clean(at, "upload")
+    assert resources.generation(ws_path) == generation  # an upload reloads no large array
+    assert sidebar_count(at, "unlabelled") == unlabelled + 1  # the counts follow at once
+
+    with Workspace(ws_path) as outside:  # e.g. `python -m detector embed` in a terminal
+        outside.add_images([ImageRow(hash="f" * 64, path="/x/new.png", label=0, split="test")])
+    at.run()
+    assert resources.generation(ws_path) == generation + 1
+    assert sidebar_count(at, "real") == 97
+
+
+# -- robustness on the Generators page ----------------------------------------------------------
+
+
+def test_generators_draws_the_last_stored_sweep(tmp_path, demo_home, tiny_backbone):
+    from detector.heads import load_head
+    from detector.perturb import robustness_sweep
+    from detector.store import Workspace
+
+    ws_path = copy_demo_workspace(demo_home, tmp_path / "ws")
+    with Workspace(ws_path) as ws:
+        head = load_head(ws_path / "heads" / "demo_linear_probe.safetensors")
+        robustness_sweep(ws, head, ["jpeg:50", "blur:1"], backbone=tiny_backbone, workers=0)
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/generators.py").run()
+    assert_clean(at, "generators")
+    assert any(s.value == "Robustness to image processing" for s in at.subheader)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("JPEG re-compression" in s for s in specs)
+    assert any("Gaussian blur" in s for s in specs)
+    table = next(d.value for d in at.dataframe if "Δ mAP" in d.value.columns)
+    assert list(table["perturbation"]) == ["none", "jpeg:50", "blur:1"]
+    assert table["Δ mAP"].iloc[0] == 0
+    assert {"mAP, unperturbed", "Perturbations"} <= {m.label for m in at.metric}
+    assert at.multiselect(key="rob_perturbations").value == ["jpeg:50", "blur:1"]
+    assert at.button(key="rob_go").label == "Re-run"
+
+
+def test_robustness_sweep_runs_as_a_job_and_a_rerun_embeds_nothing(tmp_path, demo_home):
+    from detector.perturb import stored_robustness
+    from detector.store import Workspace
+    from ui.resources import job_registry
+
+    ws_path = copy_demo_workspace(demo_home, tmp_path / "ws")
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/generators.py").run()
+    assert any("No sweep for this detector yet" in i.value for i in at.info)
+    at.multiselect(key="rob_perturbations").set_value(["jpeg:50", "crop:0.5"])
+    at.button(key="rob_go").click()
+    at.run()
+    assert_clean(at, "sweep started")
+    job = job_registry().jobs("robustness")[0]
+    assert job.wait(120) and job.status == "done", job.error
+    assert job.result["embedded"] == {"jpeg:50": 48, "crop:0.5": 48}  # the 48 test images
+    at.run()
+    assert_clean(at, "sweep done")
+    with Workspace(ws_path) as ws:
+        (report,) = stored_robustness(ws, head="demo_linear_probe")
+    assert list(report.summary["perturbation"]) == ["none", "jpeg:50", "crop:0.5"]
+    assert report.split == "test" and report.pairing == "shared"
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Centre crop" in s for s in specs)
+
+    at.button(key="rob_go").click()  # a re-run reads the stored embeddings
+    at.run()
+    rerun = job_registry().jobs("robustness")[0]
+    assert rerun is not job and rerun.wait(60) and rerun.status == "done", rerun.error
+    assert rerun.result["embedded"] == {}
+
+
+def test_a_mistyped_perturbation_is_a_message(tmp_path, demo_home):
+    from ui.resources import job_registry
+
+    ws_path = copy_demo_workspace(demo_home, tmp_path / "ws")
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/generators.py").run()
+    at.multiselect(key="rob_perturbations").set_value(["jpeg:500"])
+    at.button(key="rob_go").click()
+    at.run()
+    assert_clean(at)
+    assert any("JPEG quality must be a whole number in 1..100" in e.value for e in at.error)
+    assert not job_registry().jobs("robustness")
+
+
+# -- the bias audit on the Data page -----------------------------------------------------------
+
+
+def sized_dataset(root: Path, real_size=(320, 240), fake_size=(160, 160), n=8) -> Path:
+    """Reals and fakes as flat-colour JPEGs (colours interleaved between the classes) that
+    differ only in their pixel size."""
+    from PIL import Image
+
+    for offset, (group, size) in enumerate((("real", real_size), ("gan", fake_size))):
+        (root / group).mkdir(parents=True)
+        for i in range(n):
+            colour = (20 * (2 * i + offset), 90, 160)
+            Image.new("RGB", size, colour).save(root / group / f"{i}.jpg", quality=90)
+    return root
+
+
+def embedded_workspace(tmp_path: Path, data: Path, backbone) -> Path:
+    from detector.datasets import load_dataset
+    from detector.extract import embed_dataset
+    from detector.store import Workspace
+
+    ws_path = tmp_path / "ws"
+    with Workspace(ws_path) as ws:
+        embed_dataset(load_dataset(data), ws, backbone, workers=0)
+    return ws_path
+
+
+def test_data_page_audit_flags_reals_and_fakes_of_different_sizes(tmp_path, tiny_backbone):
+    ws_path = embedded_workspace(tmp_path, sized_dataset(tmp_path / "data"), tiny_backbone)
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/data.py").run()
+    assert_clean(at, "data")
+    assert any(s.value == "Dataset bias audit" for s in at.subheader)
+    warnings = [w.value for w in at.warning if "separates real from synthetic" in w.value]
+    assert any("the image width alone separates" in w for w in warnings), warnings
+    assert any("typical real 320 px, typical synthetic 160 px" in w for w in warnings)
+    table = next(d.value for d in at.dataframe if "typical synthetic" in d.value.columns)
+    assert table["flagged"].iloc[0] and not table["flagged"].iloc[-1]  # flagged first
+    assert at.selectbox(key="audit_pick").value == 0
+    assert any("by class" in c.proto.spec for c in at.get("plotly_chart"))
+    # kept in the workspace: a new session reads it instead of the files
+    from detector.store import Workspace
+    from ui.tasks import AUDIT_KEY, AUDIT_NAMESPACE
+
+    with Workspace(ws_path) as ws:
+        assert ws.get_json(AUDIT_NAMESPACE, AUDIT_KEY)["report"]["flagged"] == len(warnings)
+
+
+def test_audit_of_a_fair_dataset_says_nothing_is_flagged(tmp_path, tiny_backbone):
+    data = sized_dataset(tmp_path / "data", real_size=(200, 200), fake_size=(200, 200))
+    ws_path = embedded_workspace(tmp_path, data, tiny_backbone)
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/data.py").run()
+    assert_clean(at)
+    assert any("No file property alone separates" in s.value for s in at.success)
+
+
+def test_large_audits_run_as_a_job_that_can_be_cancelled(tmp_path, tiny_backbone, monkeypatch):
+    from detector.store import Workspace
+    from ui import tasks
+    from ui.jobs import JobRegistry
+    from ui.resources import job_registry
+
+    monkeypatch.setattr(tasks, "INLINE_AUDIT_FILES", 4)  # 16 files count as "large"
+    ws_path = embedded_workspace(tmp_path, sized_dataset(tmp_path / "data"), tiny_backbone)
+    with Workspace(ws_path) as ws:
+        fingerprint = tasks.audit_fingerprint(ws.images())
+    # Cancel while reading headers: nothing is stored
+    monkeypatch.setattr("detector.audit.PROGRESS_EVERY", 1)
+    registry = JobRegistry()
+    job = registry.start("audit", "a", (str(ws_path), "audit"), tasks.audit_job, str(ws_path), "x")
+    job.cancel()
+    assert job.wait(30) and job.status == "cancelled"
+    with Workspace(ws_path) as ws:
+        assert ws.get_json(tasks.AUDIT_NAMESPACE, tasks.AUDIT_KEY) is None
+
+    at = new_app().run()
+    open_workspace(at, ws_path)
+    at.switch_page("pages/data.py").run()
+    assert any("Not audited yet" in i.value for i in at.info)
+    at.button(key="audit_go").click()
+    at.run()
+    job = job_registry().jobs("audit")[0]
+    assert job.wait(60) and job.status == "done", job.error
+    assert job.result["fingerprint"] == fingerprint
+    at.run()
+    assert_clean(at, "after the audit")
+    assert any("the image width alone separates" in w.value for w in at.warning)

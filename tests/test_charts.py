@@ -188,3 +188,90 @@ def test_training_curves_losses_and_validation_ap():
     assert [t.name for t in fig.data] == ["train loss", "validation loss", "validation AP"]
     assert fig.data[2].yaxis == "y2"
     assert "after the first epoch" in annotations(charts.training_curves([]))[0]
+
+
+def test_training_curves_mark_the_best_epoch_only_with_validation():
+    history = [
+        {"epoch": e, "train_loss": 0.7 - 0.05 * e, "val_loss": v, "best_epoch": b}
+        for e, v, b in ((1, 0.6, 1), (2, 0.5, 2), (3, 0.55, 2))
+    ]
+    fig = charts.training_curves(history)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].x0 == 2
+    assert "best epoch 2" in annotations(fig)
+    no_val = [{"epoch": 1, "train_loss": 0.7, "val_loss": None, "best_epoch": 1}]
+    assert not charts.training_curves(no_val).layout.shapes
+
+
+def robustness_table() -> pd.DataFrame:
+    rows = []
+    for name, family, strength, ap in (
+        ("none", "none", np.nan, {"gan": 0.95, "sd": 0.9}),
+        ("jpeg:75", "jpeg", 75.0, {"gan": 0.8, "sd": 0.85}),
+        ("jpeg:30", "jpeg", 30.0, {"gan": 0.6, "sd": 0.7}),
+        ("blur:1", "blur", 1.0, {"gan": 0.7, "sd": 0.88}),
+        ("jpeg:75+resize:0.5", "jpeg+resize", np.nan, {"gan": 0.5, "sd": 0.6}),
+    ):
+        mean = float(np.mean(list(ap.values())))
+        for gen, value in ap.items():
+            rows.append(
+                {
+                    "perturbation": name,
+                    "family": family,
+                    "strength": strength,
+                    "generator": gen,
+                    "ap": value,
+                    "n_fake": 10,
+                    "n_real": 20,
+                    "map": mean,
+                    "flip_rate": 0.1,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_robustness_lines_one_line_per_generator_and_the_map_dashed():
+    from detector.perturb import FAMILIES, robustness_curves
+
+    curves = robustness_curves(robustness_table())
+    fig = charts.robustness_lines(curves, "jpeg", unit="quality", identity=100.0)
+    assert [t.name for t in fig.data] == ["gan", "sd", "mAP"]
+    assert list(fig.data[0].x) == [30.0, 75.0, 100.0]  # the baseline sits at quality 100
+    assert list(fig.data[0].y) == [0.6, 0.8, 0.95]
+    assert fig.data[2].line.dash == "dash"
+    np.testing.assert_allclose(fig.data[2].y, [0.65, 0.825, 0.925])
+    assert fig.layout.xaxis.range[0] > 100 > 30 > fig.layout.xaxis.range[1]  # reversed
+    assert fig.layout.xaxis.title.text == "quality"
+    assert fig.layout.title.text == "JPEG re-compression" and "unperturbed" in annotations(fig)
+    blur = charts.robustness_lines(curves, "blur", identity=FAMILIES["blur"]["identity"])
+    assert (
+        list(blur.data[0].x) == [0.0, 1.0]
+        and blur.layout.xaxis.range[0] < 0 < 1 < blur.layout.xaxis.range[1]
+    )
+    crop = charts.robustness_lines(
+        curves.assign(family=curves["family"].replace("blur", "crop")), "crop"
+    )
+    assert crop.layout.xaxis.range[0] > crop.layout.xaxis.range[1]  # a smaller crop is stronger
+    assert "no crop perturbation" in annotations(charts.robustness_lines(curves, "crop"))[0]
+
+
+def test_restyle_keeps_the_title_and_uses_the_class_colours():
+    fig = go.Figure([go.Box(y=[1, 2], name="real"), go.Box(y=[3, 4], name="synthetic")])
+    fig.update_layout(title="Across all images: the image width by class: AUC 1.00")
+    fig.update_yaxes(title="file_size")
+    styled = charts.restyle(fig, height=300)
+    assert styled.layout.title.text.endswith("AUC 1.00")
+    assert styled.layout.yaxis.title.text == "file size"
+    assert [t.marker.color for t in styled.data] == [charts.REAL_COLOUR, charts.SYNTHETIC_COLOUR]
+    assert styled.layout.template.layout.paper_bgcolor is not None
+
+
+def test_restyle_wraps_a_long_title_and_makes_room_for_it():
+    long = "For generator checkerboard-gan (its images against all real images): the file size"
+    fig = go.Figure([go.Box(y=[1, 2], name="real")])
+    fig.update_layout(title=long)
+    styled = charts.restyle(fig, height=300, title_width=40)
+    assert styled.layout.title.text.count("<br>") == 2
+    assert styled.layout.title.text.replace("<br>", " ") == long
+    assert styled.layout.height == 300 + 2 * 22 and styled.layout.margin.t > 34
+    assert styled.layout.title.pad.t == 27

@@ -17,6 +17,7 @@ from detector.metrics import sigmoid, threshold_at_fpr
 from detector.store import ImageRow, Workspace
 from detector.train import (
     TrainError,
+    TrainingCancelled,
     matrix_table,
     parse_groups,
     train_head,
@@ -192,6 +193,83 @@ def test_concept_training_dispatches_to_the_concept_trainer(tmp_path, monkeypatc
     assert result.card["vocabulary"] == {"name": "stub"}
     assert "validation reals" in result.card["threshold_rule"]
     assert result.path.name == "cbm.safetensors"
+
+
+# -- live curves and cancelling -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head_type", ["linear", "orthogonal"])
+def test_epoch_callback_reports_every_epoch_and_changes_nothing(tmp_path, head_type):
+    records = []
+    with build_workspace(tmp_path / "ws") as ws:
+        live = train_head(ws, head_type, save=False, params=FAST, epoch_callback=records.append)
+        plain = train_head(ws, head_type, save=False, params=FAST)
+    head = live.head
+    assert [r["epoch"] for r in records] == list(range(1, head.n_iter_ + 1))
+    assert set(records[0]) == {"epoch", "train_loss", "val_loss", "best_epoch"}
+    assert [r["train_loss"] for r in records] == head.loss_curve_
+    assert [r["val_loss"] for r in records] == head.validation_loss_curve_
+    assert records[-1]["best_epoch"] == head.best_epoch_ == live.card["training"]["best_epoch"]
+    assert all(r["best_epoch"] <= r["epoch"] for r in records)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]  # it learns
+    # early stopping: training ended `patience` epochs after the best one
+    assert head.n_iter_ - head.best_epoch_ == head.patience or head.n_iter_ == head.max_epochs
+    for key, value in plain.head.to_tensors().items():  # deterministic, callback or not
+        np.testing.assert_array_equal(value, head.to_tensors()[key])
+
+
+def test_epoch_callback_without_validation_data_keeps_the_last_epoch():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 4)), np.array([0, 1] * 6)  # too few to hold any out
+    records = []
+    head = LinearProbe(max_epochs=4).fit(X, y, epoch_callback=records.append)
+    assert [(r["epoch"], r["val_loss"], r["best_epoch"]) for r in records] == [
+        (e, None, e) for e in range(1, 5)
+    ]
+    assert head.n_iter_ == 4
+
+
+def test_cancelling_from_the_epoch_callback_stops_and_saves_nothing(tmp_path):
+    seen = []
+
+    def cancel_at_three(record):
+        seen.append(record["epoch"])
+        if record["epoch"] == 3:
+            raise TrainingCancelled()
+
+    with build_workspace(tmp_path / "ws") as ws:
+        with pytest.raises(TrainingCancelled):
+            train_head(
+                ws,
+                "linear",
+                out="probe",
+                params={**FAST, "patience": 1000},
+                epoch_callback=cancel_at_three,
+            )
+        assert seen == [1, 2, 3]
+        assert not (ws.heads_dir / "probe.safetensors").exists()
+        assert not list(ws.heads_dir.glob("*.safetensors"))
+
+
+def test_concept_bottleneck_takes_the_epoch_callback_too():
+    from concepts.bottleneck import ConceptBottleneck
+    from concepts.synthetic import orthonormal_directions, planted_data
+
+    d = orthonormal_directions(8, 24, seed=1)
+    data = planted_data(d, 200, shifts={"g": {2: 1.5}}, spread=0.3, noise=0.05, seed=2)
+    records = []
+    head = ConceptBottleneck(d, lr=1e-2, max_epochs=6).fit(
+        data.projected, data.labels, epoch_callback=records.append
+    )
+    assert [r["epoch"] for r in records] == list(range(1, head.n_iter_ + 1))
+    assert [r["val_loss"] for r in records] == head.validation_loss_curve_
+    assert records[-1]["best_epoch"] == head.best_epoch_
+
+    def stop(record):
+        raise TrainingCancelled()
+
+    with pytest.raises(TrainingCancelled):
+        ConceptBottleneck(d, max_epochs=6).fit(data.projected, data.labels, epoch_callback=stop)
 
 
 # -- transfer --------------------------------------------------------------------------------

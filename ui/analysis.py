@@ -1,12 +1,13 @@
-"""Adapters behind the Detect, Concepts and Generators pages: library calls plus caching.
+"""Adapters behind the pages: library calls plus caching.
 
 Every number comes from the library: embeddings from ``detector.extract.embed_bytes``,
 probabilities and verdicts from ``detector.inference``, provenance from
 ``detector.images.image_metadata``, attributions, directions and concept reports from
-``concepts``. What this module adds is the caching that keeps pages fast (models and
-workspace-wide arrays in memory, keyed by ids and the workspace generation, see
-``ui.resources``) and the nearest-neighbour lookup (a cosine top-k over the cached matrix;
-a candidate to move into the library).
+``concepts``, robustness sweeps from ``detector.perturb`` and the bias audit from
+``detector.audit``. What this module adds is the caching that keeps pages fast (models and
+workspace-wide arrays in memory, keyed by ids and the workspace generation; documents kept
+in the workspace keyed by its version, see ``ui.resources``) and the nearest-neighbour
+lookup (a cosine top-k over the cached matrix; a candidate to move into the library).
 """
 
 from __future__ import annotations
@@ -317,9 +318,7 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
     start = time.perf_counter()
     ws = ctx.workspace()
     backbone = ctx.backbone()
-    embedded = embed_bytes(items, backbone, ws)
-    if any(e.error is None and not e.cached for e in embedded):
-        resources.note_uploads(ws.path)
+    embedded = embed_bytes(items, backbone, ws)  # new uploads change only ws.version()
     results = [
         ImageResult(name=e.name, hash=e.hash, n_bytes=len(data), error=e.error, cached=e.cached)
         for e, (_, data) in zip(embedded, items, strict=True)
@@ -463,3 +462,64 @@ def transfer_key(backbone_id: str, head_type: str, pairing: str) -> str:
 def stored_transfer(ws, backbone_id: str, head_type: str, pairing: str) -> dict | None:
     """A transfer matrix computed earlier from the dashboard (kept in the workspace)."""
     return ws.get_json(TRANSFER_NAMESPACE, transfer_key(backbone_id, head_type, pairing))
+
+
+# -- robustness and the bias audit -------------------------------------------------------------
+
+
+def sweep_head_name(head) -> str:
+    """The name a robustness sweep records for ``head`` (``RobustnessReport.head``): the name
+    in its model card, else its head type."""
+    card = getattr(head, "card_", None) or {}
+    return str(card.get("name") or getattr(head, "head_type", "head"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stored_sweeps(_ws, path: str, head_name: str, backbone_id: str, version: int) -> list:
+    from detector.perturb import stored_robustness
+
+    return [r for r in stored_robustness(_ws, head=head_name) if r.backbone == backbone_id]
+
+
+def stored_sweeps(ws, head, backbone_id: str) -> list:
+    """The robustness sweeps kept in the workspace for this head and backbone (one per split
+    and pairing), re-read after any write (a sweep from the command line shows at once)."""
+    return _stored_sweeps(
+        ws, str(ws.path), sweep_head_name(head), backbone_id, resources.version(ws)
+    )
+
+
+@dataclass
+class StoredAudit:
+    """The last bias audit kept in the workspace: its report and what it was computed on."""
+
+    report: object  # detector.audit.AuditReport
+    fingerprint: str
+    created: float
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _stored_audit(_ws, path: str, version: int) -> StoredAudit | None:
+    from ui.tasks import AUDIT_KEY, AUDIT_NAMESPACE, audit_from_doc
+
+    doc = _ws.get_json(AUDIT_NAMESPACE, AUDIT_KEY)
+    if not doc:
+        return None
+    return StoredAudit(audit_from_doc(doc), doc.get("fingerprint", ""), doc.get("created", 0.0))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _audit_fingerprint(_images, path: str, version: int) -> str:
+    from ui.tasks import audit_fingerprint
+
+    return audit_fingerprint(_images)
+
+
+def audit_fingerprint(ws, images: pd.DataFrame) -> str:
+    """``ui.tasks.audit_fingerprint`` of the workspace's images table, once per version."""
+    return _audit_fingerprint(images, str(ws.path), resources.version(ws))
+
+
+def stored_audit(ws) -> StoredAudit | None:
+    """The last audit of the workspace (computed by the Data page), read once per version."""
+    return _stored_audit(ws, str(ws.path), resources.version(ws))

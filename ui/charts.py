@@ -603,6 +603,150 @@ def training_curves(history: Sequence[dict] | pd.DataFrame) -> go.Figure:
                 "showgrid": False,
             }
         )
-    fig.update_xaxes(title="epoch")
+    best = _best_epoch(df)
+    if best is not None:
+        fig.add_vline(x=best, line={"dash": "dot", "color": "#4a5361", "width": 1.2})
+        late = best > (df["epoch"].min() + df["epoch"].max()) / 2  # label inside the plot
+        fig.add_annotation(
+            x=best,
+            y=1.0,
+            yref="paper",
+            text=f"best epoch {best}",
+            showarrow=False,
+            xanchor="right" if late else "left",
+            yanchor="top",
+            xshift=-4 if late else 4,
+            font={"size": 12, "color": "#4a5361"},
+        )
+    fig.update_xaxes(title="epoch", rangemode="tozero" if len(df) > 1 else None)
     fig.update_yaxes(title="loss")
     return _style(fig, 300, "Training")
+
+
+def _best_epoch(df: pd.DataFrame) -> int | None:
+    """The epoch whose weights are kept: the last record's ``best_epoch`` (with validation)."""
+    if "best_epoch" not in df or "val_loss" not in df or not df["val_loss"].notna().any():
+        return None
+    best = df["best_epoch"].dropna()
+    return int(best.iloc[-1]) if len(best) and best.iloc[-1] else None
+
+
+# -- robustness and the bias audit -------------------------------------------------------------
+
+FAMILY_TITLES = {
+    "jpeg": "JPEG re-compression",
+    "resize": "Resizing",
+    "blur": "Gaussian blur",
+    "crop": "Centre crop",
+    "noise": "Gaussian noise",
+}
+MAP_COLOUR = "#1d2433"
+REVERSED_FAMILIES = ("jpeg", "crop")  # a lower value is a stronger perturbation
+
+
+def robustness_lines(
+    curves: pd.DataFrame,
+    family: str,
+    *,
+    unit: str | None = None,
+    identity: float | None = None,
+    height: int = 300,
+) -> go.Figure:
+    """AP versus perturbation strength for one family: one line per generator, mAP dashed.
+
+    ``curves`` is ``detector.perturb.robustness_curves(report.table)`` (family, strength,
+    generator, ap, perturbation; generator ``mAP`` is the mean over generators). ``unit``
+    titles the x axis, ``identity`` (the strength of the unperturbed images) gets a dotted
+    line. The JPEG and crop axes run from 100 / 1 down, so on every figure the perturbation
+    grows to the right (for resize, away from 1 on both sides).
+    """
+    part = curves[curves["family"] == family] if len(curves) else curves
+    title = FAMILY_TITLES.get(family, family)
+    if part is None or part.empty:
+        return empty_figure(f"no {family} perturbation in this sweep", height)
+    fig = go.Figure()
+    generators = [g for g in dict.fromkeys(part["generator"]) if g != "mAP"]
+    for i, generator in enumerate(sorted(generators, key=str)):
+        line = part[part["generator"] == generator].sort_values("strength")
+        fig.add_trace(
+            go.Scatter(
+                x=line["strength"],
+                y=line["ap"],
+                name=str(generator),
+                mode="lines+markers",
+                line={"color": SEQUENCE[(i + 1) % len(SEQUENCE)], "width": 2},
+                marker={"size": 7},
+                customdata=line["perturbation"],
+                hovertemplate=f"{generator}: AP %{{y:.3f}} · %{{customdata}}<extra></extra>",
+            )
+        )
+    mean = part[part["generator"] == "mAP"].sort_values("strength")
+    if len(mean):
+        fig.add_trace(
+            go.Scatter(
+                x=mean["strength"],
+                y=mean["ap"],
+                name="mAP",
+                mode="lines+markers",
+                line={"color": MAP_COLOUR, "width": 3.5, "dash": "dash"},
+                marker={"size": 8, "symbol": "diamond"},
+                customdata=mean["perturbation"],
+                hovertemplate="mAP %{y:.3f} · %{customdata}<extra></extra>",
+            )
+        )
+    if identity is not None:
+        fig.add_vline(x=identity, line={"dash": "dot", "color": NEUTRAL_COLOUR, "width": 1})
+        fig.add_annotation(
+            x=identity,
+            y=0.0,
+            yref="paper",
+            text="unperturbed",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            xshift=4,
+            font={"size": 11, "color": "#5b6472"},
+        )
+    # an explicit range: autorange would make room for the "unperturbed" label as data
+    lo, hi = float(part["strength"].min()), float(part["strength"].max())
+    pad = 0.06 * (hi - lo) if hi > lo else 0.5
+    span = [lo - pad, hi + pad]
+    reverse = family in REVERSED_FAMILIES
+    fig.update_xaxes(title=unit or family, range=span[::-1] if reverse else span, nticks=6)
+    fig.update_yaxes(title="AP", range=[0, 1.02])
+    fig = _style(fig, height, title)
+    # generators are many and their names long: a legend column on the right, not rows on top
+    fig.update_layout(
+        height=height,
+        margin={"t": 40},
+        legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top"},
+    )
+    return fig
+
+
+def restyle(fig: go.Figure, height: int = 320, title_width: int = 56) -> go.Figure:
+    """A figure made by the library (e.g. ``detector.audit.audit_figure``) in the dashboard's
+    style: its title kept (wrapped at ``title_width`` characters), real and synthetic traces
+    in the app's colours."""
+    import textwrap
+
+    colours = {"real": REAL_COLOUR, "synthetic": SYNTHETIC_COLOUR}
+    for trace in fig.data:
+        colour = colours.get(str(getattr(trace, "name", "")))
+        if colour is not None and hasattr(trace, "marker"):
+            trace.marker.color = colour
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        if axis.title and axis.title.text:
+            axis.title.text = axis.title.text.replace("_", " ")  # file_size -> file size
+    text = fig.layout.title.text if fig.layout.title else None
+    lines = textwrap.wrap(text, title_width) if text else []
+    fig = _style(fig, height, "<br>".join(lines) or None)
+    if len(lines) > 1:
+        # plotly anchors a multi-line title too high by about a line: pad it down, make room
+        extra = 22 * (len(lines) - 1)
+        fig.update_layout(
+            height=fig.layout.height + extra,
+            margin={"t": fig.layout.margin.t + extra},
+            title_pad_t=27,
+        )
+    return fig

@@ -11,7 +11,6 @@ background job) and records the reason, which the frame shows at the top of ever
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from detector.backbone import LOCAL_DIR_PREFIX, TINY_CLIP
+from detector.backbone import backbone_id_for
 from detector.paths import default_workspace_dir
 from ui import resources
 from ui.settings import DEMO_SPEC, BackboneSpec, default_backbone_spec, offline
@@ -92,19 +91,9 @@ class AppContext:
 
 
 def expected_backbone_id(spec: BackboneSpec) -> str:
-    """The id ``load_backbone`` will give ``spec``, without loading it (see detector.backbone)."""
-    if spec.model == TINY_CLIP:
-        return f"{TINY_CLIP}/random"
-    if spec.model.startswith(LOCAL_DIR_PREFIX):
-        folder = Path(spec.model[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
-        return "local-dir/dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
-    pretrained = spec.pretrained or ""
-    local = Path(pretrained).expanduser()
-    if pretrained and (local.is_file() or local.suffix in (".pt", ".pth", ".bin", ".safetensors")):
-        # the same 12 hex digits as detector.backbone.file_digest, read once per file version
-        digest = resources.head_digest(local)[:12] if local.is_file() else "missing"
-        return f"{spec.model}/file:{digest}"
-    return f"{spec.model}/{pretrained}"
+    """The id ``load_backbone`` will give ``spec``, without loading it: the library's rule,
+    ``detector.backbone.backbone_id_for`` (a weights file is hashed once per file version)."""
+    return backbone_id_for(spec.model, spec.pretrained)
 
 
 def _ensure_demo_job(job, home: str | None):

@@ -76,8 +76,8 @@ def _counts_line(summary: dict) -> str:
 def _workspace_panel(ctx: AppContext) -> None:
     st.markdown("**Workspace**")
     ws = ctx.workspace()
-    # uploads do not refresh these counts at once (the 60 s cache does): a verdict never waits
-    summary = resources.workspace_summary(ws, str(ws.path), resources.generation(ws.path))
+    # follows Workspace.version(): re-read after any write (and where outside changes are seen)
+    summary = resources.workspace_summary(ws)
     st.code(_short_path(ctx.workspace_path), language=None, wrap_lines=True)
     st.caption(_counts_line(summary))
     embedded = [b for b in summary.get("backbones", []) if b["tap"] == "pooled"]

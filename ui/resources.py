@@ -6,14 +6,34 @@ Caching rules (the pages never cache anything themselves):
   a backbone per (model, weights, device, precision); a head per (location, SHA-256 of the
   file). Inference runs under ``torch.inference_mode`` in the library; nothing here mutates
   a model.
-- **Workspace data** (``st.cache_resource`` for large read-only arrays, ``st.cache_data`` for
-  small tables) is keyed by (workspace path, backbone id, head digest, *generation*). The
-  generation of a workspace is a counter bumped when the app itself writes labelled data
-  (an extraction or training job ends, a dataset is registered) or when the user presses
-  "Refresh" in the sidebar; changes made from outside (the CLI) show after at most
-  ``EXTERNAL_TTL`` seconds. Uploads on the Detect page do not bump it: they add unlabelled
-  images that the workspace views leave out, so a verdict never waits for a reload.
-- **Jobs** (extraction, training, the demo) live in one process-wide registry.
+- **Small things follow the workspace's version.** ``Workspace.version()`` is a counter in
+  the database bumped by every committed write, from any process (one indexed row, a few
+  microseconds). The sidebar's counts (``workspace_summary``), the images table of the Data
+  page and documents the app keeps in the workspace (robustness sweeps, the bias audit,
+  transfer matrices) are keyed by it, so a change from the command line shows on the next
+  interaction.
+- **Large arrays follow the generation.** Labelled embeddings, scores, concept scores,
+  surrogates and reports are keyed by (workspace path, backbone id, head digest,
+  *generation*). The generation of a workspace is a process-wide counter bumped when
+
+  - the app itself writes labelled data (an extraction or training job ends, a dataset is
+    registered) or the user presses "Refresh" in the sidebar;
+  - the frame sees, at the start of a script run, that the version changed *and* that the
+    labelled data changed: the counts of real and synthetic images, per generator and per
+    split, read from the same ``Workspace.summary()`` the sidebar shows (``_follow``). So a
+    ``python -m detector embed`` or ``train`` (splits) from a terminal reloads the arrays on
+    the next interaction, while uploads on the Detect page (unlabelled images: the version
+    changes, the labelled counts do not) never force a reload: a verdict never waits for one.
+    The check runs once per version change, before the page, so an upload's own run pays
+    nothing and the next run pays one summary read (about 0.1 s on 20,000 images), which the
+    sidebar needs anyway. While data keep changing (an extraction in a terminal), the arrays
+    are reloaded at most every ``FOLLOW_INTERVAL`` seconds; during the app's own jobs, only
+    when they end.
+
+  Changes the counts cannot see (a second backbone's embeddings of the same images, a label
+  edited in place) show after ``EXTERNAL_TTL`` seconds or on "Refresh".
+- **Jobs** (extraction, training, the sweep, the audit, the demo) live in one process-wide
+  registry.
 
 A ``Workspace`` (one SQLite connection) is opened once per browser session: a session runs
 one script at a time, and background jobs open their own.
@@ -23,8 +43,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +59,7 @@ from ui.jobs import JobRegistry
 from ui.settings import BackboneSpec
 
 EXTERNAL_TTL = 600  # seconds before a cached workspace view is re-read from disk anyway
+FOLLOW_INTERVAL = 10.0  # seconds between two reloads for labelled data changed from outside
 _WS_KEY = "_cue_lens_workspace"
 
 
@@ -54,6 +77,8 @@ def job_registry() -> JobRegistry:
 class _Generations:
     def __init__(self):
         self.values: dict[str, int] = {}
+        self.seen: dict[str, tuple[int, tuple]] = {}  # path -> (version, labelled stamp)
+        self.followed: dict[str, float] = {}  # path -> when an outside change was last followed
         self.lock = threading.Lock()
 
 
@@ -80,6 +105,52 @@ def _bump_on_job_end(job) -> None:
         bump_generation(job.key[0])
 
 
+def labelled_stamp(summary: dict) -> tuple:
+    """What the large cached views depend on, as far as ``Workspace.summary()`` tells: counts
+    of labelled images by class, synthetic ones by generator, and by split (uploads, which
+    are unlabelled and unsplit, leave it unchanged)."""
+    labels = summary.get("by_label", {})
+    return (
+        int(labels.get("real", 0)),
+        int(labels.get("synthetic", 0)),
+        tuple(sorted((k, v) for k, v in summary.get("by_generator", {}).items() if k != "real")),
+        tuple(sorted((k, v) for k, v in summary.get("by_split", {}).items() if k != "none")),
+    )
+
+
+def _own_job_writing(path: str) -> bool:
+    """Whether a job of this process is writing labelled data to the workspace now (its end
+    bumps the generation anyway)."""
+    return any(
+        job.kind in ("extract", "train", "register") and job.key and job.key[0] == path
+        for job in job_registry().running()
+    )
+
+
+def _follow(path: str, version: int, summary: dict) -> None:
+    """Bump the generation when the labelled data changed since the last version seen.
+
+    While the data keep changing (an extraction running), the large arrays are reloaded at
+    most every ``FOLLOW_INTERVAL`` seconds, and not at all for the app's own jobs (their end
+    bumps the generation): a click during a long extraction does not pay a reload each time.
+    A change not acted on stays pending and is picked up by a later run.
+    """
+    gens = _generations()
+    stamp = labelled_stamp(summary)
+    now = time.monotonic()
+    with gens.lock:
+        before = gens.seen.get(path)
+        if before is None or before[1] == stamp:
+            gens.seen[path] = (version, stamp)
+            return
+        recent = now - gens.followed.get(path, -math.inf) < FOLLOW_INTERVAL
+        if recent or _own_job_writing(path):
+            return
+        gens.seen[path] = (version, stamp)
+        gens.followed[path] = now
+    bump_generation(path)
+
+
 # -- the workspace of this session -------------------------------------------------------------
 
 
@@ -97,22 +168,26 @@ def workspace(path: str | os.PathLike) -> Workspace:
     return ws
 
 
-def note_uploads(workspace_path: str | os.PathLike) -> None:
-    """Count that new uploads were stored (only the sidebar's counts depend on them)."""
-    gens = _generations()
-    with gens.lock:
-        key = "uploads:" + str(workspace_path)
-        gens.values[key] = gens.values.get(key, 0) + 1
+def version(ws: Workspace) -> int:
+    """``Workspace.version()``: the key of everything small that follows every write."""
+    return ws.version()
 
 
-def uploads_seen(workspace_path: str | os.PathLike) -> int:
-    return _generations().values.get("uploads:" + str(workspace_path), 0)
-
-
-@st.cache_data(show_spinner=False, ttl=60)
-def workspace_summary(_ws: Workspace, path: str, gen: int, uploads: int = 0) -> dict:
-    """``Workspace.summary()`` (counts for the sidebar), cached per generation for 60 s."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def _summary(_ws: Workspace, path: str, version: int) -> dict:
     return _ws.summary()
+
+
+def workspace_summary(ws: Workspace) -> dict:
+    """``Workspace.summary()`` (counts for the sidebar), re-read when the version changes.
+
+    Called by the frame once per script run before the page: it is also where changes made
+    outside the app are noticed (``_follow``, see the module docstring).
+    """
+    path, current = str(ws.path), ws.version()
+    summary = _summary(ws, path, current)
+    _follow(path, current, summary)
+    return summary
 
 
 # -- models ----------------------------------------------------------------------------------

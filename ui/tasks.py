@@ -116,6 +116,151 @@ def json_records(table) -> list[dict]:
 
 
 def _cancel_between_steps(job: Job):
-    from ui.training import _step_counter
+    from ui.training import cancel_between_steps
 
-    return _step_counter(job)
+    return cancel_between_steps(job)
+
+
+# -- robustness ------------------------------------------------------------------------------
+
+
+def robustness_job(
+    job: Job, workspace_path: str, head, backbone, perturbations: list[str], pairing: str
+) -> dict:
+    """``detector.perturb.robustness_sweep`` on the workspace (split ``auto``), kept there.
+
+    Every perturbed image is embedded once and committed batch by batch, so a cancelled
+    sweep keeps what it embedded and a second sweep only reads it. ``head`` and ``backbone``
+    are the shared, read-only objects of the session that started the job.
+    """
+    from detector.perturb import parse_perturbations, robustness_sweep
+    from detector.store import Workspace
+
+    items = parse_perturbations(perturbations)
+    position = {p.name: i for i, p in enumerate(items)}
+
+    def progress(name: str, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        job.update(
+            (position.get(name, 0) + share) / len(items),
+            f"{name}: {done:,} of {total:,} images embedded"
+            if total
+            else f"{name}: already embedded, scoring",
+        )
+        job.check()
+
+    with Workspace(workspace_path) as ws:
+        meta = ws.images(with_errors=False)
+        labelled = meta[meta["label"].notna()]
+        evaluated = (
+            labelled[labelled["split"] == "test"]
+            if (labelled["split"] == "test").any()
+            else labelled
+        )
+        workers = 0 if len(evaluated) < SMALL_DATASET else None
+        job.update(0.0, f"{len(items)} perturbations of {len(evaluated):,} images")
+        report = robustness_sweep(
+            ws,
+            head,
+            items,
+            backbone=backbone,
+            split="auto",
+            pairing=pairing,
+            workers=workers,
+            progress=progress,
+            should_stop=job.should_stop,
+        )
+    return {
+        "head": report.head,
+        "split": report.split,
+        "pairing": report.pairing,
+        "embedded": report.embedded,
+        "errors": report.errors,
+        "seconds": report.seconds,
+    }
+
+
+# -- the bias audit ---------------------------------------------------------------------------
+
+AUDIT_NAMESPACE = "dashboard_audit"
+AUDIT_KEY = "latest"
+INLINE_AUDIT_FILES = 500  # up to this many labelled files the page audits at once (~1-2 s)
+
+
+def audit_fingerprint(images) -> str:
+    """What the audit of a workspace depends on: its labelled images (hash, path, label,
+    generator, source, split) as a short digest. Uploads (unlabelled) do not change it."""
+    import hashlib
+
+    import pandas as pd
+
+    labelled = images[images["label"].notna() & images["error"].isna()]
+    columns = ["hash", "path", "label", "generator", "source", "split"]
+    rows = pd.util.hash_pandas_object(
+        labelled[columns].astype(str).sort_values("hash"), index=False
+    )
+    return hashlib.sha256(rows.to_numpy().tobytes()).hexdigest()[:16]
+
+
+def run_audit(ws, fingerprint: str, *, progress=None) -> dict:
+    """Audit the workspace's labelled files (``detector.audit.audit``) and keep the result in
+    the workspace under ``fingerprint``; returns the stored document."""
+    import time
+
+    from detector.audit import audit
+
+    report = audit(ws, progress=progress)
+    doc = {
+        "fingerprint": fingerprint,
+        "created": time.time(),
+        "report": report.as_dict(),
+        "images": json_records(report.images),
+    }
+    ws.put_json(AUDIT_NAMESPACE, AUDIT_KEY, doc)
+    return doc
+
+
+def audit_job(job: Job, workspace_path: str, fingerprint: str) -> dict:
+    """``run_audit`` in the background: progress per 100 files, Cancel between them (a
+    cancelled audit stores nothing; the previous one stays)."""
+    from detector.store import Workspace
+
+    def progress(done: int, total: int) -> None:
+        job.update(done / total if total else 1.0, f"{done:,} of {total:,} file headers read")
+        job.check()
+
+    with Workspace(workspace_path) as ws:
+        doc = run_audit(ws, fingerprint, progress=progress)
+    return {"fingerprint": fingerprint, "images": doc["report"]["images"]}
+
+
+def audit_from_doc(doc: dict):
+    """The ``detector.audit.AuditReport`` of a document written by ``run_audit``."""
+    import pandas as pd
+
+    from detector.audit import NUMERIC_PROPERTIES, PROPERTIES, AuditReport
+
+    report = doc["report"]
+    images = pd.DataFrame(
+        doc.get("images") or [],
+        columns=["path", "label", "class", "generator", "source", "split", *PROPERTIES],
+    )
+    for name in NUMERIC_PROPERTIES:
+        images[name] = pd.to_numeric(images[name], errors="coerce").astype(float)
+    images["label"] = images["label"].astype(int)
+    separation_columns = [
+        "scope", "group", "property", "auc", "direction", "real_value", "synthetic_value",
+        "n_real", "n_synthetic", "one_class_only", "flagged",
+    ]  # fmt: skip
+    separations = pd.DataFrame(report.get("separations") or [], columns=separation_columns)
+    separations["flagged"] = separations["flagged"].astype(bool)
+    return AuditReport(
+        source=report["source"],
+        images=images,
+        summary=pd.DataFrame(report.get("summary") or []),
+        separations=separations,
+        warnings=list(report.get("warnings") or []),
+        errors=list(report.get("errors") or []),
+        threshold=float(report.get("threshold", 0.8)),
+        min_per_class=int(report.get("min_per_class", 3)),
+    )
