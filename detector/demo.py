@@ -8,12 +8,15 @@ state record in the workspace (milliseconds).
 The dataset imitates the structure of a real benchmark, with a difference a model can learn:
 
 - ``real`` "photographs": smooth low-frequency scenes with sensor-like pixel noise and a
-  vignette, saved as JPEG with camera EXIF (make ``Cue Lens``, model ``DemoCam``);
-- three pseudo-generators, saved as PNG with a ``Software`` tag naming them:
+  vignette, with camera EXIF (make ``Cue Lens``, model ``DemoCam``);
+- three pseudo-generators, with a ``Software`` tag naming them:
   ``checkerboard-gan`` (nearest-neighbour upsampling with a period-2 checkerboard, the
   classic transposed-convolution artefact), ``tiling-synth`` (a small texture tile repeated
   over a gradient: periodic structure) and ``smooth-diffusion`` (over-smoothed, saturated
   colour fields without any noise).
+
+Every class is saved half as JPEG (quality 90) and half as PNG, so the file format carries
+no label. A demo built by an older version of this module is removed and rebuilt.
 
 Layout: ``DEMO/data/{train,val,test}/{real,GENERATOR}/NNNN.{jpg,png}``, a folder dataset with
 its own split (see ``detector.datasets``), embedded into the workspace ``DEMO`` itself.
@@ -37,7 +40,7 @@ from PIL import Image
 from detector.errors import CueLensError
 from detector.paths import cue_lens_home
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # bump when the dataset changes: an older demo is rebuilt
 DEMO_SEED = 20260212
 DEMO_BANNER = "DEMO: random weights, scores are not meaningful"
 GENERATORS = ("checkerboard-gan", "tiling-synth", "smooth-diffusion")
@@ -210,7 +213,10 @@ def generate_demo_dataset(
     for kind, n in plan:
         for i in range(n):
             folder = root / _split_of(i, n) / kind
-            suffix = ".jpg" if kind == "real" else ".png"
+            # Every class gets the same mix of formats, so the file format is no shortcut
+            # (the bias audit would rightly flag a dataset whose classes differ by format).
+            as_jpeg = i % 2 == 0
+            suffix = ".jpg" if as_jpeg else ".png"
             target = folder / f"{kind}_{i:04d}{suffix}"
             if target.exists():
                 continue
@@ -221,9 +227,11 @@ def generate_demo_dataset(
             if kind == "real":
                 exif[0x010F] = "Cue Lens"  # Make
                 exif[0x0110] = "DemoCam"  # Model
-                image.save(tmp, "JPEG", quality=90, exif=exif.tobytes())
             else:
                 exif[0x0131] = f"Cue Lens demo generator ({kind})"  # Software
+            if as_jpeg:
+                image.save(tmp, "JPEG", quality=90, exif=exif.tobytes())
+            else:
                 image.save(tmp, "PNG", exif=exif.tobytes())
             tmp.replace(target)  # atomic: a killed run never leaves half a file
             written += 1
@@ -289,10 +297,31 @@ def ensure_demo(
         state = demo_state(ws)
         if _state_is_current(state, folder):
             return _info(folder, state, [], start)
-    with _lock(folder), Workspace(folder) as ws:
-        state = demo_state(ws)  # another process may have finished while we waited
-        if _state_is_current(state, folder):
-            return _info(folder, state, [], start)
+    with _lock(folder):
+        with Workspace(folder) as ws:
+            state = demo_state(ws)  # another process may have finished while we waited
+            if _state_is_current(state, folder):
+                return _info(folder, state, [], start)
+        if state and state.get("version") != DEMO_VERSION:
+            _remove_old_demo(folder)
+        return _build(folder, data_dir, tiny_id, backbone, progress, start)
+
+
+def _remove_old_demo(folder: Path) -> None:
+    """Delete a demo built by another version (its images, database and heads)."""
+    import shutil
+
+    for name in ("data", "heads"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for db in folder.glob("cuelens.sqlite*"):
+        db.unlink()
+
+
+def _build(folder, data_dir, tiny_id, backbone, progress, start) -> DemoInfo:
+    from detector.backbone import TINY_CLIP
+    from detector.store import Workspace
+
+    with Workspace(folder) as ws:
         built: list[str] = []
 
         def report(step: str, fraction: float) -> None:

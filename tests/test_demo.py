@@ -33,15 +33,34 @@ def test_dataset_is_deterministic_and_laid_out_by_split_and_class(tmp_path):
     assert demo.generate_demo_dataset(a, n_real=8, per_generator=4) == 0  # nothing rewritten
 
 
-def test_real_and_synthetic_carry_their_provenance(tmp_path):
+def test_real_and_synthetic_carry_their_provenance_and_share_formats(tmp_path):
     from detector.images import image_metadata
 
     demo.generate_demo_dataset(tmp_path, n_real=4, per_generator=4)
-    real = next((tmp_path / "train" / "real").iterdir())
-    fake = next((tmp_path / "train" / "tiling-synth").iterdir())
+    real = sorted((tmp_path / "train" / "real").iterdir())[0]
+    fake = sorted((tmp_path / "train" / "tiling-synth").iterdir())[0]
     real_md, fake_md = image_metadata(real), image_metadata(fake)
-    assert real_md["format"] == "JPEG" and real_md["camera_model"] == "DemoCam"
-    assert fake_md["format"] == "PNG" and "tiling-synth" in (fake_md["software"] or "")
+    assert real_md["camera_model"] == "DemoCam"
+    assert "tiling-synth" in (fake_md["software"] or "")
+    # the file format is no shortcut: every class is half JPEG, half PNG
+    for kind in ("real", *demo.GENERATORS):
+        files = list(tmp_path.rglob(f"{kind}/*"))
+        formats = [image_metadata(f)["format"] for f in files]
+        assert formats.count("JPEG") == formats.count("PNG") == len(files) // 2
+
+
+def test_a_demo_of_an_older_version_is_rebuilt(tmp_path):
+    info = demo.ensure_demo(tmp_path)
+    stale = info.workspace / "data" / "train" / "real" / "stale.png"
+    stale.write_bytes(b"left over from an older demo")
+    with Workspace(info.workspace) as ws:
+        state = demo.demo_state(ws)
+        ws.put_json(demo.STATE_NAMESPACE, demo.STATE_KEY, {**state, "version": 0})
+    again = demo.ensure_demo(tmp_path)
+    assert "images" in again.built and not stale.exists()
+    with Workspace(again.workspace) as ws:
+        assert demo.demo_state(ws)["version"] == demo.DEMO_VERSION
+        assert ws.summary()["failed"] == 0
 
 
 def test_images_differ_between_kinds_and_indices():
