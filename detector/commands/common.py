@@ -28,7 +28,7 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=["auto", "bf16", "fp32"],
-        help="auto: bf16 autocast on CUDA and on CPUs with bf16, fp32 elsewhere",
+        help="auto: bf16 on CUDA (autocast) and on CPUs with bf16 (bf16 weights), fp32 elsewhere",
     )
 
 
