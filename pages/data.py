@@ -202,7 +202,8 @@ def training() -> None:
             options,
         )
         st.rerun()
-    jobs = registry.jobs("train", scope)
+    # training jobs only: the Generators page's transfer matrix also runs as kind "train"
+    jobs = [j for j in registry.jobs("train", scope) if j.key[1:2] == ("train",)]
     if jobs:
         job = jobs[0]
 

@@ -1,16 +1,21 @@
 """The real dashboard in a real browser: ``streamlit run app.py`` on 127.0.0.1 (a free port),
 driven by headless Debian Chromium through Playwright.
 
-It uploads a sample image, waits for the verdict and the attribution chart, visits every page
-(Generators must show its AP table) and saves a screenshot of each page: into ``tmp_path``,
-or into ``$CUE_LENS_SCREENSHOTS`` when set (``docs/screenshots`` for the README, see
-docs/dashboard.md). ``.ci/run`` installs Chromium when it is missing; without
-``/usr/bin/chromium`` the test is skipped with that reason.
+One browser session, on a copy of the demo workspace: it uploads a sample image (verdict,
+attribution chart, neighbours), then four more (table, CSV); on Generators it waits for the AP
+table, computes the transfer matrix and runs a robustness sweep of two perturbations picked in
+the perturbation picker (AP-versus-strength charts); it opens Concepts; on Data it waits for
+the bias audit (run at once for the demo's 192 files) and trains a linear probe (live loss
+curves). Each view is saved once every chart is drawn, with no spinner or error box: into
+``tmp_path``, or into ``$CUE_LENS_SCREENSHOTS`` when set (``docs/screenshots`` for the README,
+see docs/dashboard.md). ``.ci/run`` installs Chromium when it is missing; without
+``/usr/bin/chromium`` or ``../shared/samples`` the test is skipped with that reason.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +30,23 @@ CHROMIUM = Path(os.environ.get("CUE_LENS_CHROMIUM", "/usr/bin/chromium"))
 VIEWPORT = {"width": 1440, "height": 1800}
 START_TIMEOUT_S = 60
 STEP_TIMEOUT_MS = 90_000
+DEMO = "DEMO: random weights, scores are not meaningful"
+PERTURBATIONS = ("jpeg:50", "crop:0.5")  # the robustness sweep: small, one chart per family
+MAX_SHOT_HEIGHT = 2400
+# every Plotly chart on the page has drawn its SVG
+DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .every(e => e.querySelector('.main-svg'))"""
+SCREENSHOTS = (
+    "detect",
+    "detect_batch",
+    "generators",
+    "generators_transfer",
+    "generators_robustness",
+    "concepts",
+    "data",
+    "data_audit",
+    "data_training",
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -46,8 +68,11 @@ def server(tmp_path_factory, tmp_path):
     """The dashboard as a user starts it, in offline demo mode; yields its URL."""
     from detector.demo import ensure_demo
 
-    home = tmp_path_factory.getbasetemp() / "cue_lens_home"  # shared with the AppTests
-    ensure_demo(home)
+    shared = tmp_path_factory.getbasetemp() / "cue_lens_home"  # built once, with the AppTests
+    ensure_demo(shared)
+    # a copy: the sweep, the audit and the head trained here stay out of the AppTests' demo
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(shared, home, dirs_exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "CUE_LENS_"))}
     env.update(CUE_LENS_HOME=str(home), CUE_LENS_OFFLINE="1", CUE_LENS_DATA_ROOT=str(tmp_path))
@@ -113,77 +138,172 @@ def settle(page) -> None:
     page.wait_for_timeout(700)
 
 
-def test_upload_verdict_pages_and_screenshots(server, samples_dir, tmp_path):
+def wait_text(page, text: str, *, exact: bool = False) -> None:
+    page.get_by_text(text, exact=exact).first.wait_for(timeout=STEP_TIMEOUT_MS)
+
+
+def scroll_to(page, heading: str) -> None:
+    """Bring a section's heading to the top of the view (Streamlit scrolls its own container)."""
+    target = page.get_by_role("heading", name=heading)
+    target.wait_for(timeout=STEP_TIMEOUT_MS)
+    target.evaluate("e => e.scrollIntoView({block: 'start'})")
+
+
+def wait_chart(page, key: str) -> None:
+    """A Plotly chart drawn by the page with ``key=...``: wait until its SVG is there."""
+    chart = page.locator(f".st-key-{key} .main-svg").first
+    chart.wait_for(timeout=STEP_TIMEOUT_MS)
+
+
+def shoot(page, shots: Path, name: str, *, since: str | None = None, until=None) -> None:
+    """Screenshot of the view once the run is over and every chart is drawn.
+
+    ``since``: the heading of the section that starts the picture (scrolled to the top; where
+    the page ends too early for that, the window is made shorter). ``until``: a locator below
+    it that ends the picture just above, so no section is cut off (the window grows or
+    shrinks to fit). The window returns to ``VIEWPORT`` afterwards.
+    """
+    settle(page)
+    page.wait_for_function(DRAWN, timeout=STEP_TIMEOUT_MS)
+    assert not page.locator('[data-testid="stSpinner"]').count(), f"{name}: a spinner"
+    errors = page.locator('[data-testid="stAlertContentError"], [data-testid="stException"]')
+    assert not errors.count(), f"{name}: {errors.all_inner_texts()}"
+    page.mouse.move(VIEWPORT["width"] // 2, 1)  # no hover toolbar on a table or chart
+    height = VIEWPORT["height"]
+    if since is not None:
+        scroll_to(page, since)
+        height -= int(heading(page, since).bounding_box()["y"])  # 0 unless at the page's end
+    if until is not None:
+        box = until.first.bounding_box()
+        assert box is not None, f"{name}: {until} not on the page"
+        height = min(MAX_SHOT_HEIGHT, int(box["y"]) - 24)
+    height = max(600, height)
+    if height != VIEWPORT["height"]:
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+        if since is not None:
+            scroll_to(page, since)
+        settle(page)
+    page.screenshot(path=str(shots / f"{name}.png"))
+    page.set_viewport_size(VIEWPORT)
+
+
+def heading(page, name: str):
+    return page.get_by_role("heading", name=name)
+
+
+def detect(page, samples_dir: Path, shots: Path) -> None:
+    sample = samples_dir / "synthetic" / "marco-willi__clip-cues__synthetic1.png"
+    page.locator('input[type="file"]').first.set_input_files(str(sample))
+    verdict = (
+        page.locator("h3")
+        .filter(has_text="Likely real")
+        .or_(page.locator("h3").filter(has_text="Likely synthetic"))
+        .or_(page.locator("h3").filter(has_text="Inconclusive"))
+    )
+    verdict.first.wait_for(timeout=STEP_TIMEOUT_MS)
+    wait_text(page, "Concepts behind the verdict")
+    wait_text(page, "Nearest images in the workspace", exact=True)
+    shoot(page, shots, "detect")
+
+    batch = (
+        sorted((samples_dir / "real").glob("*.png"))[:2]
+        + sorted((samples_dir / "synthetic").glob("*.png"))[:2]
+    )
+    page.locator('input[type="file"]').first.set_input_files([str(p) for p in batch])
+    wait_text(page, "Inspect one image (most synthetic first)")
+    page.get_by_role("button", name="Download results (CSV)").wait_for(timeout=STEP_TIMEOUT_MS)
+    shoot(page, shots, "detect_batch", until=page.get_by_text("Inspect one image"))
+
+
+def generators(page, shots: Path) -> None:
+    page.get_by_role("link", name="Generators").click()
+    page.get_by_role("heading", name="AP per generator").wait_for(timeout=STEP_TIMEOUT_MS)
+    wait_text(page, "mAP (shared pairing)")
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=STEP_TIMEOUT_MS)
+    settle(page)
+    compute = page.get_by_role("button", name="Compute the transfer matrix")
+    if compute.count():
+        compute.click()  # a background job; the page polls it
+    wait_text(page, "Train × test mAP")
+    wait_chart(page, "transfer_heatmap")
+    shoot(page, shots, "generators", until=heading(page, "Cross-generator transfer"))
+    wait_chart(page, "sbs_profile")  # the lower half: transfer and side by side
+    robustness = heading(page, "Robustness to image processing")
+    shoot(page, shots, "generators_transfer", since="Cross-generator transfer", until=robustness)
+
+    # robustness: a sweep of two perturbations, typed into the picker
+    scroll_to(page, "Robustness to image processing")
+    picker = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Perturbations")
+    picker.get_by_role("button", name="Clear all").click()
+    settle(page)
+    field = picker.locator("input")
+    for name in PERTURBATIONS:
+        field.click()
+        field.fill(name)
+        # the option itself: Enter would take the first entry, "Select all matches"
+        page.get_by_role("option", name=name, exact=True).click()
+        settle(page)
+    page.keyboard.press("Escape")
+    wait_text(page, f"× {len(PERTURBATIONS)} perturbations")
+    for name in PERTURBATIONS:
+        assert picker.get_by_text(name, exact=True).count(), f"{name} not picked"
+    page.get_by_role("button", name="Run the sweep").click()
+    page.get_by_role("button", name="Re-run").wait_for(timeout=STEP_TIMEOUT_MS)
+    for family in {p.split(":")[0] for p in PERTURBATIONS}:
+        wait_chart(page, f"rob_curve_{family}")
+    wait_text(page, "Lowest mAP (")
+    shoot(page, shots, "generators_robustness", since="Robustness to image processing")
+
+
+def data(page, shots: Path) -> None:
+    page.get_by_role("link", name="Data").click()
+    page.get_by_role("heading", name="Register a dataset and extract embeddings").wait_for(
+        timeout=STEP_TIMEOUT_MS
+    )
+    # the demo's 192 labelled files are audited when the page opens
+    wait_text(page, "Each property alone, as a classifier of real vs synthetic")
+    wait_chart(page, "audit_figure")
+    shoot(page, shots, "data", until=heading(page, "Detector heads and model cards"))
+    shoot(page, shots, "data_audit", since="Dataset bias audit")
+
+    scroll_to(page, "Train a detector head")
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Validate on")
+    form.get_by_role("button", name="Train").click()
+    wait_text(page, "(linear probe): done in")
+    wait_text(page, "Loss per epoch on the training and validation images")
+    curves = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="best epoch")
+    curves.locator(".main-svg").first.wait_for(timeout=STEP_TIMEOUT_MS)
+    heads = heading(page, "Detector heads and model cards")
+    shoot(page, shots, "data_training", since="Train a detector head", until=heads)
+
+
+def test_upload_verdict_pages_and_screenshots(samples_dir, server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     shots = shots_dir(tmp_path)
-    sample = samples_dir / "synthetic" / "marco-willi__clip-cues__synthetic1.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
         )
+        page = browser.new_page(viewport=VIEWPORT)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
             page.goto(server)
-            page.get_by_text("DEMO: random weights, scores are not meaningful").first.wait_for(
+            wait_text(page, DEMO)
+            detect(page, samples_dir, shots)
+            generators(page, shots)
+            page.get_by_role("link", name="Concepts").click()
+            page.get_by_role("heading", name="What the detector relies on").wait_for(
                 timeout=STEP_TIMEOUT_MS
             )
-            page.locator('input[type="file"]').first.set_input_files(str(sample))
-            verdict = (
-                page.locator("h3")
-                .filter(has_text="Likely real")
-                .or_(page.locator("h3").filter(has_text="Likely synthetic"))
-                .or_(page.locator("h3").filter(has_text="Inconclusive"))
-            )
-            verdict.first.wait_for(timeout=STEP_TIMEOUT_MS)
-            page.get_by_text("Concepts behind the verdict").first.wait_for(timeout=STEP_TIMEOUT_MS)
-            page.get_by_text("Nearest images in the workspace", exact=True).wait_for(
-                timeout=STEP_TIMEOUT_MS
-            )
-            settle(page)
-            page.screenshot(path=str(shots / "detect.png"))
-
-            batch = (
-                sorted((samples_dir / "real").glob("*.png"))[:2]
-                + sorted((samples_dir / "synthetic").glob("*.png"))[:2]
-            )
-            page.locator('input[type="file"]').first.set_input_files([str(p) for p in batch])
-            page.get_by_text("Inspect one image (most synthetic first)").wait_for(
-                timeout=STEP_TIMEOUT_MS
-            )
-            page.get_by_role("button", name="Download results (CSV)").wait_for(
-                timeout=STEP_TIMEOUT_MS
-            )
-            settle(page)
-            page.screenshot(path=str(shots / "detect_batch.png"))
-
-            for name, marker in (
-                ("Generators", "AP per generator"),
-                ("Concepts", "What the detector relies on"),
-                ("Data", "Register a dataset and extract embeddings"),
-            ):
-                page.get_by_role("link", name=name).click()
-                page.get_by_role("heading", name=marker).wait_for(timeout=STEP_TIMEOUT_MS)
-                if name == "Generators":
-                    page.get_by_text("mAP (shared pairing)").wait_for(timeout=STEP_TIMEOUT_MS)
-                    page.locator('[data-testid="stDataFrame"]').first.wait_for(
-                        timeout=STEP_TIMEOUT_MS
-                    )
-                    settle(page)
-                    compute = page.get_by_role("button", name="Compute the transfer matrix")
-                    if compute.count():
-                        compute.click()  # a background job; the page polls it
-                    page.get_by_text("Train × test mAP").first.wait_for(timeout=STEP_TIMEOUT_MS)
-                settle(page)
-                assert page.get_by_text("DEMO: random weights, scores are not meaningful").count()
-                page.screenshot(path=str(shots / f"{name.lower()}.png"))
-                if name == "Generators":  # the lower half: transfer and side by side
-                    heading = page.get_by_role("heading", name="Cross-generator transfer")
-                    heading.evaluate("e => e.scrollIntoView({block: 'start'})")
-                    settle(page)
-                    page.screenshot(path=str(shots / "generators_transfer.png"))
+            shoot(page, shots, "concepts", until=heading(page, "One concept up close"))
+            data(page, shots)
+            assert page.get_by_text(DEMO).count()
             assert not page.get_by_text("Traceback").count()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"the page at the failure: {tmp_path / 'failure.png'}")
+            raise
         finally:
             browser.close()
-    for name in ("detect", "detect_batch", "generators", "generators_transfer", "concepts", "data"):
-        assert (shots / f"{name}.png").stat().st_size > 10_000
+    for name in SCREENSHOTS:
+        assert (shots / f"{name}.png").stat().st_size > 10_000, name
