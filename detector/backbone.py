@@ -20,7 +20,6 @@ projection; 1024-d for ViT-L) and ``projected`` (``pooled @ proj``, the image-te
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detector import hashing
 from detector.errors import CueLensError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -188,18 +188,8 @@ def _register_local_configs() -> None:
 
 
 def file_digest(path: str | os.PathLike, prefix: int = 12) -> str:
-    """SHA-256 of a file's bytes (first ``prefix`` hex digits); remembered per file version."""
-    st = os.stat(path)
-    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)[:prefix]
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of a file's bytes (first ``prefix`` hex digits); read once per file version."""
+    return hashing.file_digest(path, prefix)
 
 
 def default_cache_dir() -> str | None:

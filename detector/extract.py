@@ -18,7 +18,6 @@ a progress bar in the dashboard).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import threading
@@ -35,6 +34,7 @@ from PIL import Image
 
 from detector.backbone import Backbone
 from detector.datasets import Dataset, Record
+from detector.hashing import sha256_bytes, sha256_file
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from detector.store import TAPS, ImageRow, Workspace
 
@@ -71,20 +71,6 @@ class EmbedSummary:
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
         }
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of a byte string (the workspace's image key)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_records(

@@ -20,7 +20,6 @@ payload runs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import CueLensError
+from detector.hashing import sha256_file
 from detector.heads import (
     HeadError,
     LinearProbe,
@@ -191,15 +191,6 @@ def heads_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser() / "heads"
     return Path("~/.cache/cue-lens/heads").expanduser()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verified(path: Path, record: ReleasedHead, origin: str) -> Path:

@@ -42,7 +42,6 @@ one script at a time, and background jobs open their own.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import threading
@@ -54,6 +53,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from detector.hashing import file_digest
 from detector.store import Workspace
 from ui.jobs import JobRegistry
 from ui.settings import BackboneSpec
@@ -235,20 +235,9 @@ def backbone_loaded(spec: BackboneSpec) -> str | None:
 # -- heads -----------------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-256 of a file, cached by (path, size, mtime) so it is read once per version."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def head_digest(path: str | os.PathLike) -> str:
     """The SHA-256 of a file (a head, a weights file): the key its model is cached under."""
-    stat = Path(path).stat()
-    return file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+    return file_digest(path)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
