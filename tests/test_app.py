@@ -537,3 +537,52 @@ def test_large_audits_run_as_a_job_that_can_be_cancelled(tmp_path, tiny_backbone
     at.run()
     assert_clean(at, "after the audit")
     assert any("the image width alone separates" in w.value for w in at.warning)
+
+
+def test_with_real_weights_the_demo_is_gone(tmp_path, monkeypatch, samples_dir):
+    """A backbone whose weights are available (a local checkpoint of a registered
+    architecture) replaces the demo: no banner, no offline notice, its id in the sidebar,
+    and an upload is scored by a head trained on that backbone."""
+    import json
+
+    import open_clip
+    import torch
+
+    from detector.backbone import load_backbone
+    from detector.datasets import load_dataset
+    from detector.extract import embed_dataset
+    from detector.store import Workspace
+    from detector.train import train_head
+
+    cfg = json.loads((REPO / "assets" / "models" / "tiny-clip.json").read_text())
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "test-vit", cfg)
+    torch.manual_seed(3)
+    weights = tmp_path / "test-vit.pt"
+    torch.save(open_clip.create_model("test-vit").state_dict(), weights)
+    backbone = load_backbone("test-vit", str(weights), device="cpu", precision="fp32")
+    ws_dir = tmp_path / "ws"
+    with Workspace(ws_dir) as ws:
+        embed_dataset(load_dataset(samples_dir / "manifest.csv"), ws, backbone, workers=0)
+        train_head(ws, "linear", out="probe")
+    monkeypatch.setenv("CUE_LENS_MODEL", "test-vit")
+    monkeypatch.setenv("CUE_LENS_PRETRAINED", str(weights))
+    monkeypatch.setenv("CUE_LENS_PRECISION", "fp32")
+    monkeypatch.setenv("CUE_LENS_WORKSPACE", str(ws_dir))
+
+    at = new_app().run()
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_clean(at, page)
+        assert not has_banner(at), f"{page}: demo banner with real weights"
+        assert not any("How to use real weights" in e.label for e in at.expander)
+    sidebar = [m.value for m in at.sidebar.markdown] + [c.value for c in at.sidebar.caption]
+    assert "test-vit" in " ".join(sidebar) and "random weights" not in " ".join(sidebar)
+    at.switch_page("pages/detect.py").run()
+    data = sample_bytes(samples_dir, "real/PeterWang512__CNNDetection__real.png")
+    at.file_uploader(key="detect_upload").set_value([("real.png", data, "image/png")]).run()
+    assert_clean(at, "detect with real weights")
+    assert not has_banner(at)
+    verdicts = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert verdicts and any(
+        v in verdicts[0] for v in ("Likely real", "Inconclusive", "Likely synthetic")
+    )
