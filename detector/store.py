@@ -131,20 +131,51 @@ class Workspace:
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path}: exists and is not a directory")
             self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(
-                self.db_path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            # executescript commits by itself, so the script carries its own transaction.
-            self._conn.executescript(
-                "BEGIN IMMEDIATE;\n" + _SCHEMA + "\nINSERT OR IGNORE INTO meta(key, value) "
-                f"VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
-            )
-        except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"{self.db_path}: cannot open workspace database ({exc})") from exc
+        self._conn = self._connect(timeout)
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        """Open the database, switch it to WAL and create the schema.
+
+        Several processes or threads may open a brand-new workspace at the same moment; the
+        switch to WAL needs an exclusive lock and SQLite answers "database is locked" at once
+        (without waiting on the busy timeout) when another opener holds it, so that step is
+        retried until ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            conn = None
+            try:
+                conn = sqlite3.connect(
+                    self.db_path, timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                # executescript commits by itself, so the script carries its own transaction.
+                conn.executescript(
+                    "BEGIN IMMEDIATE;\n" + _SCHEMA + "\nINSERT OR IGNORE INTO meta(key, value) "
+                    f"VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+                )
+                return conn
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                transient = "locked" in str(exc) or "busy" in str(exc)
+                if not transient or time.monotonic() + delay > deadline:
+                    raise WorkspaceError(
+                        f"{self.db_path}: cannot open workspace database ({exc})"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+            except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                raise WorkspaceError(
+                    f"{self.db_path}: cannot open workspace database ({exc})"
+                ) from exc
 
     # -- plumbing -------------------------------------------------------------------------
 

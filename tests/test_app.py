@@ -358,8 +358,7 @@ def test_outside_changes_show_at_once_and_uploads_reload_nothing(tmp_path, demo_
     png = io.BytesIO()
     Image.new("RGB", (64, 48), (12, 34, 56)).save(png, "PNG")  # bytes no test uploaded yet
     at.file_uploader(key="detect_upload").set_value([("new.png", png.getvalue(), "image/png")])
-    at.run()
-    at.run()
+    at.run()  # one run: the sidebar's counts are redrawn after the page wrote
     assert_clean(at, "upload")
     assert resources.generation(ws_path) == generation  # an upload reloads no large array
     assert sidebar_count(at, "unlabelled") == unlabelled + 1  # the counts follow at once

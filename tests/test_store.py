@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import numpy as np
@@ -26,6 +27,47 @@ def test_workspace_is_one_database_file_in_wal_mode(tmp_path):
     mode = ws._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert ws.integrity_check() == "ok"
+
+
+def test_many_openers_of_a_brand_new_workspace_all_succeed(tmp_path):
+    # Switching a new database to WAL needs an exclusive lock that SQLite does not wait for;
+    # before the retry, about one trial in twenty failed with "database is locked".
+    for trial in range(40):
+        folder = tmp_path / f"ws{trial}"
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(6)
+
+        def open_it(folder=folder, errors=errors, barrier=barrier):
+            barrier.wait()
+            try:
+                with Workspace(folder) as ws:
+                    ws.add_images(_rows(1))
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [], f"trial {trial}: {errors[0]}"
+        with Workspace(folder) as ws:
+            assert ws.integrity_check() == "ok"
+            assert ws._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_locked_workspace_is_a_clear_error_after_the_timeout(tmp_path):
+    Workspace(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        with pytest.raises(WorkspaceError, match=r"cannot open workspace database.*locked"):
+            Workspace(tmp_path, timeout=0.3)
+        assert time.monotonic() - start < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_open_missing_workspace_without_create_is_a_clear_error(tmp_path):

@@ -29,6 +29,7 @@ def run_page(page) -> None:
     finally:
         _RUN.framed = False
     _refresh_backbone_status()
+    _refresh_counts()
 
 
 def page_context() -> AppContext:
@@ -77,15 +78,12 @@ def _workspace_panel(ctx: AppContext) -> None:
     st.markdown("**Workspace**")
     ws = ctx.workspace()
     # follows Workspace.version(): re-read after any write (and where outside changes are seen)
+    version = ws.version()
     summary = resources.workspace_summary(ws)
     st.code(_short_path(ctx.workspace_path), language=None, wrap_lines=True)
-    st.caption(_counts_line(summary))
-    embedded = [b for b in summary.get("backbones", []) if b["tap"] == "pooled"]
-    here = next((b["embeddings"] for b in embedded if b["backbone"] == ctx.backbone_id), 0)
-    if not here:
-        st.caption(
-            f":orange[No embeddings for {ctx.backbone_id} yet: extract some on the Data page.]"
-        )
+    slot = st.empty()
+    _draw_counts(slot, summary, ctx.backbone_id)
+    _RUN.counts = (slot, ws, version, ctx.backbone_id)
     cols = st.columns([4, 1])
     with cols[0].popover("Change", icon=":material/folder_open:", width="stretch"):
         path = st.text_input(
@@ -109,6 +107,31 @@ def _workspace_panel(ctx: AppContext) -> None:
     if refresh:
         resources.bump_generation(ws.path)
         st.rerun()
+
+
+def _draw_counts(slot, summary: dict, backbone_id: str) -> None:
+    with slot.container():
+        st.caption(_counts_line(summary))
+        embedded = [b for b in summary.get("backbones", []) if b["tap"] == "pooled"]
+        if not next((b["embeddings"] for b in embedded if b["backbone"] == backbone_id), 0):
+            st.caption(
+                f":orange[No embeddings for {backbone_id} yet: extract some on the Data page.]"
+            )
+
+
+def _refresh_counts() -> None:
+    """After the page ran: it may have written to the workspace (uploads, extraction), so the
+    counts drawn before it are redrawn when the workspace's version moved."""
+    held = getattr(_RUN, "counts", None)
+    _RUN.counts = None
+    if held is None:
+        return
+    slot, ws, version, backbone_id = held
+    try:
+        if ws.version() != version:
+            _draw_counts(slot, resources.workspace_summary(ws), backbone_id)
+    except Exception:  # a closed or vanished workspace: the page has said so already
+        pass
 
 
 def _workspace_roots() -> list[Path]:
