@@ -113,13 +113,27 @@ def _load_folder(root: Path) -> Dataset:
     for split, base in groups:
         if split in ("valid", "validation"):
             split = "val"
+        if not base.resolve().is_relative_to(root):
+            _refuse_link(dataset, base)
+            continue
         for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
             if class_dir.name.startswith("."):
+                continue
+            if not class_dir.resolve().is_relative_to(root):
+                _refuse_link(dataset, class_dir)
                 continue
             _scan_class(dataset, class_dir, split)
     if not dataset.records:
         raise DatasetError(f"{root}: no image files found under the class folders")
     return dataset
+
+
+def _refuse_link(dataset: Dataset, path: Path) -> None:
+    """As for manifest paths, nothing outside the dataset's folder is read: a symbolic link
+    (file or folder) that leads out of it becomes a per-path error."""
+    dataset.errors.append(
+        {"path": str(path), "reason": "symbolic link leads outside the dataset folder; refused"}
+    )
 
 
 def _scan_class(dataset: Dataset, class_dir: Path, split: str | None) -> None:
@@ -131,6 +145,9 @@ def _scan_class(dataset: Dataset, class_dir: Path, split: str | None) -> None:
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if not _is_candidate(path):
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(dataset.root):
+                _refuse_link(dataset, path)
                 continue
             if is_real_class:
                 dataset.records.append(Record(path, 0, None, split))

@@ -390,7 +390,7 @@ def import_checkpoint(
         cls = get_head_type(head_type)
     params = {"backbone_id": backbone_id}
     if head_type == "concept":
-        params.update(_concept_names(tensors["text_embeddings"].shape[0]))
+        params.update(_concept_names(tensors["text_embeddings"].shape[0], path.parent))
     head = cls.from_tensors(tensors, params)
     if record is None:
         digest = sha256_file(path)
@@ -415,16 +415,23 @@ def import_checkpoint(
     return head
 
 
-def _concept_names(n_concepts: int) -> dict:
+def _concept_names(n_concepts: int, beside: Path | None = None) -> dict:
     """Names of the released concepts: the rows of the released ``antonyms`` vocabulary.
 
-    The CSV is fetched and verified like the heads (cache, ``CUE_LENS_RELEASED_DIR``, or a
-    download); when it cannot be had, the concepts keep positional names ``concept_<i>``.
+    The CSV is looked for beside the checkpoint first, then fetched and verified like the
+    heads (cache, ``CUE_LENS_RELEASED_DIR``, or a download); any copy must match the pinned
+    SHA-256. When it cannot be had, the concepts keep positional names ``concept_<i>``.
     """
     try:
         from concepts.vocabulary import load_vocabulary
 
-        vocab = load_vocabulary(fetch_released(RELEASED_VOCABULARY))
+        record = get_released(RELEASED_VOCABULARY)
+        local = beside / record.file if beside is not None else None
+        if local is not None and local.is_file():
+            csv = fetch_released(RELEASED_VOCABULARY, local_path=local)
+        else:
+            csv = fetch_released(RELEASED_VOCABULARY)
+        vocab = load_vocabulary(csv)
     except (ImportError, CueLensError, OSError):
         return {}
     ids = list(vocab.ids)

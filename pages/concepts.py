@@ -198,8 +198,8 @@ def custom_concept() -> None:
         negative = c[1].text_input("Opposite (optional)", placeholder="e.g. natural skin texture")
         go = c[2].form_submit_button("Score", type="primary", width="stretch")
     if go and positive.strip():
-        st.session_state["custom_concept"] = (positive.strip(), negative.strip() or None)
-    chosen = st.session_state.get("custom_concept")
+        st.session_state["custom_concept_query"] = (positive.strip(), negative.strip() or None)
+    chosen = st.session_state.get("custom_concept_query")
     if not chosen:
         return
     from concepts.directions import phrase_direction

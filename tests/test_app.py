@@ -241,6 +241,53 @@ def test_register_refuses_a_path_outside_the_data_root():
     assert any("outside the allowed data folders" in e.value for e in at.error)
 
 
+def test_backbone_form_refuses_files_and_folders_outside_the_allowed_ones(monkeypatch):
+    from ui.context import KEY_BACKBONE
+
+    read: list[str] = []
+    real_digest = __import__("detector.hashing", fromlist=["file_digest"]).file_digest
+    monkeypatch.setattr(
+        "detector.backbone.file_digest", lambda p: read.append(str(p)) or real_digest(p)
+    )
+    at = new_app().run()
+    for model, weights in (("ViT-B-16", "/etc/hostname"), ("local-dir:/etc", "")):
+        at.text_input(key="cl_bb_model").set_value(model)
+        at.text_input(key="cl_bb_weights").set_value(weights)
+        at.button(key="cl_bb_apply").click()
+        at.run()
+        assert_clean(at, model)
+        assert any("outside the allowed data folders" in e.value for e in at.error), model
+        assert KEY_BACKBONE not in at.session_state  # nothing applied: still the demo
+        assert has_banner(at)
+    assert not [p for p in read if p.startswith("/etc")]  # never hashed, never loaded
+
+
+def test_backbone_form_accepts_a_checkpoint_inside_the_data_root(tmp_path):
+    from ui.context import KEY_BACKBONE
+
+    ckpt = tmp_path / "weights.pt"
+    ckpt.write_bytes(b"not loaded by this test")
+    at = new_app().run()
+    at.text_input(key="cl_bb_model").set_value("ViT-B-16")
+    at.text_input(key="cl_bb_weights").set_value(str(ckpt))
+    at.button(key="cl_bb_apply").click()
+    at.run()
+    assert not any("outside the allowed" in e.value for e in at.error)
+    assert at.session_state[KEY_BACKBONE].pretrained == str(ckpt)
+
+
+def test_workspace_chooser_refuses_a_folder_outside_the_allowed_ones():
+    at = new_app().run()
+    before = at.sidebar.code[0].value
+    at.text_input(key="cl_ws_input").set_value("/etc/cue_lens_ws")
+    at.button(key="cl_ws_open").click()
+    at.run()
+    assert_clean(at, "workspace outside")
+    assert any("outside the allowed data folders" in e.value for e in at.error)
+    assert at.sidebar.code[0].value == before
+    assert not Path("/etc/cue_lens_ws").exists()
+
+
 def test_missing_released_head_is_a_message_not_a_traceback(monkeypatch, tmp_path):
     """With real weights reported available, the default released head cannot be fetched
     offline: every page says so and keeps working."""
@@ -253,6 +300,11 @@ def test_missing_released_head_is_a_message_not_a_traceback(monkeypatch, tmp_pat
         at.switch_page(page).run()
         assert_clean(at, page)
         assert not has_banner(at), f"{page}: demo banner without the demo"
+        said = [e.value for e in at.error if "linear_probe_synthclic" in e.value]
+        assert said, f"{page}: the missing head is not named"
+        # the message says what to do: where to put the file, or how to point at it
+        assert "is not available offline" in said[0] and "CUE_LENS_RELEASED_DIR" in said[0]
+        assert str(tmp_path / "cache" / "heads") in said[0]
 
 
 def test_jobs_report_progress_errors_and_reuse_by_key():
@@ -585,3 +637,75 @@ def test_with_real_weights_the_demo_is_gone(tmp_path, monkeypatch, samples_dir):
     assert verdicts and any(
         v in verdicts[0] for v in ("Likely real", "Inconclusive", "Likely synthetic")
     )
+
+
+# -- the Concepts page ------------------------------------------------------------------------
+
+
+def _gallery_scores(at, title: str) -> list[list[float]]:
+    """The scores under each gallery called ``title``, in page order."""
+    import re
+
+    out, current = [], None
+    for node in _walk(at.main):
+        kind = getattr(node, "type", "")
+        value = str(getattr(node, "value", ""))
+        if kind == "markdown" and value.startswith("**") and value.endswith("**"):
+            current = [] if value == f"**{title}**" else None
+            if current is not None:
+                out.append(current)
+        elif kind == "caption" and current is not None:
+            found = re.search(r"score ([+-]\d+\.\d+)", value)
+            if found:
+                current.append(float(found.group(1)))
+    return out
+
+
+def _walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def test_concepts_page_galleries_and_a_custom_concept_match_the_library(demo_home):
+    import re
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from concepts.directions import phrase_direction
+    from detector.backbone import load_backbone
+    from detector.store import Workspace
+
+    at = new_app().run()
+    at.switch_page("pages/concepts.py").run()
+    assert_clean(at, "concepts")
+    assert any(s.value == "One concept up close" for s in at.subheader)
+    highest, lowest = (
+        _gallery_scores(at, "Highest scoring images"),
+        _gallery_scores(at, "Lowest scoring images"),
+    )
+    assert len(highest) == 1 and len(lowest) == 1 and highest[0] and lowest[0]
+    assert highest[0] == sorted(highest[0], reverse=True)
+    assert min(highest[0]) >= max(lowest[0])
+
+    phrase, opposite = "waxy plastic skin", "natural skin texture"
+    inputs = {t.label: t for t in at.text_input}
+    inputs["Phrase"].set_value(phrase)
+    inputs["Opposite (optional)"].set_value(opposite)
+    at.button(key="FormSubmitter:custom_concept-Score").click()
+    at.run()
+    assert_clean(at, "custom concept")
+    said = [c.value for c in at.caption if c.value.startswith(f"“{phrase}” vs “{opposite}”")]
+    assert said, [c.value for c in at.caption]
+    shown_auc = float(re.search(r"AUC synthetic vs real (\d\.\d\d)", said[0]).group(1))
+    assert len(_gallery_scores(at, "Highest scoring images")) == 2  # the custom one too
+
+    # the same number from the library, computed here independently of the page
+    backbone = load_backbone("tiny-clip")
+    direction = phrase_direction(phrase, opposite, backbone, backbone_id=backbone.id)
+    with Workspace(demo_home / "demo") as ws:
+        meta, x = ws.dataset(backbone.id, "projected")
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = roc_auc_score(meta["label"].astype(int), unit @ direction)
+    assert abs(shown_auc - expected) <= 0.006

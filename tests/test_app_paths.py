@@ -82,3 +82,33 @@ def test_home_and_workspace_follow_the_environment(monkeypatch, tmp_path):
     assert default_workspace_dir() == tmp_path / "h" / "workspace"
     monkeypatch.setenv("CUE_LENS_WORKSPACE", str(tmp_path / "ws"))
     assert default_workspace_dir() == tmp_path / "ws"
+
+
+def test_browser_backbone_paths_must_be_inside_the_roots(tmp_path):
+    from ui.settings import BackboneSpec, check_browser_backbone
+
+    roots = [tmp_path.resolve()]
+    (tmp_path / "model_dir").mkdir()
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    # names and tags read no file; files and folders inside the roots are fine
+    check_browser_backbone("ViT-L-14-336", "openai", roots)
+    check_browser_backbone("hf-hub:timm/ViT-B-16-SigLIP", None, roots)
+    check_browser_backbone("ViT-B-16", str(tmp_path / "w.safetensors"), roots)
+    check_browser_backbone(f"local-dir:{tmp_path / 'model_dir'}", "", roots)
+    for model, weights in (
+        ("ViT-B-16", "/etc/hostname"),
+        ("ViT-B-16", str(tmp_path / ".." / "elsewhere.pt")),
+        ("local-dir:/etc", None),
+        (f"local-dir:{tmp_path}/../", None),
+    ):
+        with pytest.raises(PathNotAllowedError):
+            check_browser_backbone(model, weights, roots)
+    with pytest.raises(CueLensError, match="no such file"):
+        check_browser_backbone("ViT-B-16", str(tmp_path / "missing.pt"), roots)
+    with pytest.raises(CueLensError, match="put a checkpoint file under Weights"):
+        check_browser_backbone("/etc/model.json", None, roots)
+    # the server's own backbone (set by its environment) is trusted as it is
+    server = BackboneSpec("ViT-B-16", "/opt/models/clip.pt")
+    check_browser_backbone("ViT-B-16", "/opt/models/clip.pt", roots, trusted=server)
+    with pytest.raises(PathNotAllowedError):
+        check_browser_backbone("ViT-B-16", "/opt/models/other.pt", roots, trusted=server)

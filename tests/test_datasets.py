@@ -87,6 +87,23 @@ def test_manifest_paths_that_escape_its_folder_are_refused(tmp_path):
     assert all("leaves the manifest's folder" in e["reason"] for e in ds.errors)
 
 
+def test_folder_links_that_leave_the_dataset_are_refused(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    _touch(data / "real" / "a.png")
+    _touch(data / "real" / "inner.png")
+    _touch(outside / "secret.png")
+    _touch(outside / "gen" / "b.png")
+    (data / "real" / "link_out.png").symlink_to(outside / "secret.png")
+    (data / "real" / "link_in.png").symlink_to(data / "real" / "inner.png")
+    (data / "linked_generator").symlink_to(outside / "gen", target_is_directory=True)
+    ds = load_dataset(data)
+    names = sorted(r.path.name for r in ds.records)
+    assert names == ["a.png", "inner.png", "link_in.png"]  # links inside the folder are fine
+    refused = sorted(Path(e["path"]).name for e in ds.errors)
+    assert refused == ["link_out.png", "linked_generator"]
+    assert all("leads outside the dataset folder" in e["reason"] for e in ds.errors)
+
+
 def test_manifest_without_required_columns(tmp_path):
     (tmp_path / "m.csv").write_text("file,class\na.png,real\n")
     with pytest.raises(DatasetError, match="'path' and 'label'"):

@@ -107,6 +107,28 @@ def test_import_parity_with_the_readme_formulas(name, clip_cues_dir, offline):
         assert isinstance(head, OrthogonalHead) and head.k == 8
 
 
+def test_concept_heads_take_their_names_from_the_vocabulary_beside_them(
+    clip_cues_dir, offline, tmp_path
+):
+    pytest.importorskip("concepts.bottleneck", reason="concept head class not in this checkout")
+    from concepts.vocabulary import load_vocabulary
+
+    head = load_released("cm_antonyms_synthclic", local_path=clip_cues_dir)
+    expected = list(load_vocabulary(clip_cues_dir / "antonyms.csv").ids)
+    assert list(head.concept_names_) == expected  # found beside the checkpoint, offline
+    # a checkpoint alone keeps positional names; a tampered CSV beside it is not used
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(clip_cues_dir / "cm_antonyms_synthclic.ckpt", alone)
+    head = load_released("cm_antonyms_synthclic", local_path=alone)
+    assert list(head.concept_names_)[:2] == ["concept_0", "concept_1"]
+    (alone / "antonyms.csv").write_text(
+        (clip_cues_dir / "antonyms.csv").read_text().replace(expected[0], "renamed", 1)
+    )
+    head = load_released("cm_antonyms_synthclic", local_path=alone)
+    assert head.concept_names_[0] == "concept_0"
+
+
 def test_released_heads_refuse_other_backbones(clip_cues_dir, offline):
     head = load_released("linear_probe_synthclic", local_path=clip_cues_dir)
     with pytest.raises(CueLensError, match="tiny-clip/random"):

@@ -16,7 +16,12 @@ from detector.backbone import resolve_device, resolve_precision
 from detector.paths import check_data_path, cue_lens_home, data_roots
 from ui import context, resources, views
 from ui.context import KEY_BACKBONE, KEY_HEAD, KEY_WORKSPACE, AppContext
-from ui.settings import DEMO_SPEC, BackboneSpec, default_backbone_spec
+from ui.settings import (
+    DEMO_SPEC,
+    BackboneSpec,
+    check_browser_backbone,
+    default_backbone_spec,
+)
 
 _RUN = threading.local()  # set while app.py runs a page inside the frame
 
@@ -238,6 +243,11 @@ def _backbone_form(ctx: AppContext) -> None:
     )
     b1, b2, b3 = st.columns(3)
     if b1.button("Apply", type="primary", key="cl_bb_apply"):
+        try:  # a file or folder typed here is read by the server: it must be allowed
+            check_browser_backbone(model, weights, _workspace_roots(), default_backbone_spec())
+        except Exception as exc:
+            views.show_error(exc)
+            return
         st.session_state[KEY_BACKBONE] = BackboneSpec(
             model.strip(), weights.strip() or None, device, precision
         )

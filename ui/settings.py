@@ -21,8 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_CLIP
+from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, LOCAL_DIR_PREFIX, TINY_CLIP
+from detector.errors import CueLensError
 from detector.images import DEFAULT_MAX_PIXELS
+from detector.paths import check_data_path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_TOML = REPO / ".streamlit" / "config.toml"
@@ -70,6 +72,46 @@ class BackboneSpec:
 
 
 DEMO_SPEC = BackboneSpec(TINY_CLIP, None, "cpu", "fp32")
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        "/" in text
+        or "\\" in text
+        or text.startswith(("~", "."))
+        or text.lower().endswith(WEIGHT_SUFFIXES)
+    )
+
+
+def check_browser_backbone(
+    model: str, pretrained: str | None, roots: list[Path], trusted: BackboneSpec | None = None
+) -> None:
+    """Refuse a backbone typed in the browser that names a file or folder outside ``roots``.
+
+    The sidebar's backbone form takes a model name and a weights tag or file; a file (or a
+    ``local-dir:`` folder) is read by the server (hashed for the backbone id, then loaded), so
+    it must lie inside an allowed folder, like every other path a browser names. Raises
+    ``PathNotAllowedError`` outside the roots and ``CueLensError`` for a missing path or a model
+    name that is a path. Backbones set by the server's environment
+    (``CUE_LENS_MODEL`` / ``CUE_LENS_PRETRAINED``) are trusted: pass that spec as ``trusted``
+    and its own model and weights are accepted as they are.
+    """
+    model, weights = model.strip(), (pretrained or "").strip()
+    trusted_model = trusted.model if trusted is not None else None
+    trusted_weights = (trusted.pretrained or "") if trusted is not None else None
+    if model != trusted_model:
+        if model.startswith(LOCAL_DIR_PREFIX):
+            check_data_path(model[len(LOCAL_DIR_PREFIX) :], roots)
+        elif _looks_like_path(model) and not model.startswith("hf-hub:"):
+            raise CueLensError(
+                f"{model}: a model is an open_clip name (e.g. ViT-L-14-336) or "
+                f"{LOCAL_DIR_PREFIX}/folder; put a checkpoint file under Weights"
+            )
+    names_a_file = _looks_like_path(weights) or Path(weights).expanduser().exists()
+    if weights and weights != trusted_weights and names_a_file:
+        check_data_path(weights, roots)
 
 
 def default_backbone_spec() -> BackboneSpec:
