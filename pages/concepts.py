@@ -206,13 +206,13 @@ def custom_concept() -> None:
     from concepts.importance import custom_concept_report
 
     positive, negative = chosen
+    data = analysis.neighbour_index(ws, ctx.backbone_id, "projected")
+    if data.unit.shape[0] == 0:  # checked first: nothing to score needs no text encoder
+        views.empty_state("No labelled images with embeddings of this backbone to score.")
+        return
     direction = phrase_direction(
         positive, negative, ctx.backbone(), backbone_id=ctx.backbone_id, workspace=ws
     )
-    data = analysis.neighbour_index(ws, ctx.backbone_id, "projected")
-    if data.unit.shape[0] == 0:
-        views.empty_state("No labelled images with embeddings of this backbone to score.")
-        return
     result = custom_concept_report(direction, data.meta, normalized=data.unit)
     by_gen = " · ".join(f"{g} {v:.2f}" for g, v in result["auc_by_generator"].items())
     title = f"“{positive}”" + (f" vs “{negative}”" if negative else "")
@@ -222,13 +222,23 @@ def custom_concept() -> None:
     _score_views(data.meta, result["scores"], f"Scores on {title}", "custom")
 
 
+def _has_embeddings() -> bool:
+    return analysis.neighbour_index(ws, ctx.backbone_id, "projected").unit.shape[0] > 0
+
+
 with views.section_guard():
-    report, head = _report()
-    global_view(report, head)
-    st.divider()
-    generator_matrix(report)
-    st.divider()
-    one_concept(report)
+    if not _has_embeddings():  # an empty workspace, or another backbone's: say what to do
+        views.empty_state(
+            f"No labelled images with embeddings of {ctx.backbone_id} in this workspace: "
+            "register and extract a dataset on the Data page."
+        )
+    else:
+        report, head = _report()
+        global_view(report, head)
+        st.divider()
+        generator_matrix(report)
+        st.divider()
+        one_concept(report)
 st.divider()
 with views.section_guard():
     custom_concept()

@@ -69,6 +69,7 @@ def register_and_extract() -> None:
         path = st.text_input("Dataset folder or CSV manifest", key="data_path")
         checked = st.form_submit_button("Check dataset", icon=":material/fact_check:")
     if checked:
+        st.session_state.pop("data_preview", None)  # a refused path offers no older dataset
         with views.section_guard():
             resolved = check_data_path(path)
             st.session_state["data_preview"] = adapters.dataset_preview(resolved)
@@ -88,11 +89,15 @@ def _preview(preview: dict) -> None:
     if not preview["table"].empty:
         st.dataframe(preview["table"], width="content")
     if preview["errors"]:
-        with st.expander(f"{len(preview['errors'])} manifest rows refused"):
+        what = "manifest rows" if preview["kind"] == "Manifest" else "paths"
+        with st.expander(f"{len(preview['errors'])} {what} refused"):
             st.dataframe(pd.DataFrame(preview["errors"]), hide_index=True, width="stretch")
     running = [j for j in registry.jobs("extract", scope) if j.running]
     label = f"Extract embeddings with {ctx.spec.label}"
-    if st.button(label, type="primary", disabled=bool(running), icon=":material/play_arrow:"):
+    if not preview["records"]:
+        st.caption("Nothing to extract: no usable image files in this dataset.")
+    disabled = bool(running) or not preview["records"]
+    if st.button(label, type="primary", disabled=disabled, icon=":material/play_arrow:"):
         backbone = ctx.backbone()
         registry.start(
             "extract",

@@ -241,6 +241,21 @@ def test_register_refuses_a_path_outside_the_data_root():
     assert any("outside the allowed data folders" in e.value for e in at.error)
 
 
+def test_a_manifest_with_no_usable_rows_offers_no_extraction(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "m.csv").write_text("path,label\n../outside.png,real\n/etc/passwd,synthetic\n")
+    at = new_app().run()
+    at.switch_page("pages/data.py").run()
+    at.text_input(key="data_path").set_value(str(data / "m.csv"))
+    at.button(key="FormSubmitter:register-Check dataset").click()
+    at.run()
+    assert_clean(at, "empty manifest")
+    extract = [b for b in at.button if b.label.startswith("Extract embeddings")]
+    assert extract and extract[0].disabled
+    assert any("no usable image files" in c.value for c in at.caption)
+
+
 def test_backbone_form_refuses_files_and_folders_outside_the_allowed_ones(monkeypatch):
     from ui.context import KEY_BACKBONE
 
