@@ -1,7 +1,9 @@
 """Fuzz detector.images with mutated image files.
 
-Every mutated input must end as an RGB image of positive size or as an
-ImageDecodeError, within a time bound; any other exception fails. Seeds are
+Every mutated input must end as an RGB image of the expected shape (the whole
+upright picture, within the pixel limit) or as an ImageDecodeError, within a
+time bound, under the pipeline's per-file decode deadline; any other exception
+or a hang fails. Seeds are
 small files generated here, plus two real files from ../shared/samples when
 that folder exists.
 """
@@ -19,10 +21,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image
 
+from detector.extract import DecodeTimeout, decode_deadline
 from detector.images import ImageDecodeError, decode_image, image_metadata
 
 FUZZ_MAX_PIXELS = 4_000_000  # a mutated header must not make us allocate a huge buffer
 CASE_TIME_LIMIT_S = 2.0
+HANG_LIMIT_S = 10.0  # the pipeline's per-file deadline, short: a hang fails instead of waiting
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 
 
@@ -143,7 +147,10 @@ def test_mutated_files_decode_or_fail_cleanly(seed, mutations, min_side, fix_crc
     name = f"fuzz/{seed}"
     start = time.perf_counter()
     try:
-        decoded = decode_image(data, path=name, max_pixels=FUZZ_MAX_PIXELS, min_side=min_side)
+        with decode_deadline(HANG_LIMIT_S):  # the guard the pipeline puts around each file
+            decoded = decode_image(data, path=name, max_pixels=FUZZ_MAX_PIXELS, min_side=min_side)
+    except DecodeTimeout:
+        pytest.fail(f"{name}: decoding hung for {HANG_LIMIT_S:g} s")
     except ImageDecodeError as err:
         assert err.path == name
         assert str(err).startswith(f"{name}: ")
@@ -154,7 +161,11 @@ def test_mutated_files_decode_or_fail_cleanly(seed, mutations, min_side, fix_crc
         assert decoded.image.mode == "RGB"
         assert decoded.image.width > 0 and decoded.image.height > 0
         assert decoded.width > 0 and decoded.height > 0
-        assert decoded.width * decoded.height <= FUZZ_MAX_PIXELS
+        assert decoded.width * decoded.height <= FUZZ_MAX_PIXELS  # bounded memory
+        if min_side is None:  # the expected shape: the whole upright picture
+            assert decoded.image.size == (decoded.width, decoded.height)
+        else:  # a reduced-scale decode never goes below what the resize needs
+            assert min(decoded.image.size) >= min(min_side, decoded.width, decoded.height)
         assert decoded.n_frames >= 1
     elapsed = time.perf_counter() - start
     assert elapsed < CASE_TIME_LIMIT_S, f"decode took {elapsed:.2f} s"
