@@ -5,6 +5,7 @@ released ``cm_antonyms_*`` checkpoints."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,10 +289,19 @@ def test_protocol_round_trip_of_a_random_model():
     assert twin.concept_names_ == head.concept_names_
 
 
-def test_unnamed_released_heads_take_their_names_from_the_vocabulary(clip_cues_dir):
+def test_unnamed_released_heads_take_their_names_from_the_vocabulary(
+    clip_cues_dir, tmp_path, monkeypatch
+):
+    import shutil
+
     from detector.released import import_checkpoint
 
-    head = import_checkpoint(clip_cues_dir / "cm_antonyms_synthclic.ckpt")
+    # the checkpoint alone (no antonyms.csv beside it, none cached, no download): unnamed
+    monkeypatch.setenv("CUE_LENS_OFFLINE", "1")
+    monkeypatch.setenv("CUE_LENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CUE_LENS_RELEASED_DIR", raising=False)
+    alone = Path(shutil.copy(clip_cues_dir / "cm_antonyms_synthclic.ckpt", tmp_path))
+    head = import_checkpoint(alone)
     assert has_default_names(head)
     vocab = clip_cues_dir / "antonyms.csv"
     x = random_directions(2, 768, seed=5)
