@@ -250,7 +250,7 @@ def test_two_concurrent_embeds_on_one_workspace(tmp_path):
     Workspace(ws).close()
     procs = [
         subprocess.Popen(
-            _embed_cmd(data, ws, "--batch-size", "8", "--workers", "0"),
+            _embed_cmd(data, ws, "--batch-size", "2", "--workers", "0"),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -260,9 +260,13 @@ def test_two_concurrent_embeds_on_one_workspace(tmp_path):
     ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
-    for out, _ in outs:
-        summary = json.loads(out)
+    summaries = [json.loads(out) for out, _ in outs]
+    for summary in summaries:
         assert summary["failed"] == 0 and summary["embedded"] + summary["cached"] == 200
+    # Each run embeds what was not in the workspace when it started, so both embedding
+    # something means each started before the other had finished: the runs overlapped
+    # (run one after the other, the second would find all 200 cached).
+    assert all(s["embedded"] > 0 for s in summaries), summaries
     con = sqlite3.connect(ws / "cuelens.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = con.execute(
