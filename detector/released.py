@@ -389,8 +389,10 @@ def import_checkpoint(
     if cls is None:
         cls = get_head_type(head_type)
     params = {"backbone_id": backbone_id}
+    names_note = None
     if head_type == "concept":
-        params.update(_concept_names(tensors["text_embeddings"].shape[0], path.parent))
+        names, names_note = _concept_names(tensors["text_embeddings"].shape[0], path.parent)
+        params.update(names)
     head = cls.from_tensors(tensors, params)
     if record is None:
         digest = sha256_file(path)
@@ -411,31 +413,41 @@ def import_checkpoint(
         path=str(path),
     )
     card["feature_dim"] = int(getattr(head, "n_features_in_", 0)) or card.get("feature_dim")
+    if names_note is not None:
+        card["concept_names_source"] = names_note
     head.card_ = card
     return head
 
 
-def _concept_names(n_concepts: int, beside: Path | None = None) -> dict:
-    """Names of the released concepts: the rows of the released ``antonyms`` vocabulary.
+def _concept_names(n_concepts: int, beside: Path | None = None) -> tuple[dict, str]:
+    """Names of the released concepts (the rows of the released ``antonyms`` vocabulary), and
+    a note saying where they came from or why the concepts keep positional names.
 
     The CSV is looked for beside the checkpoint first, then fetched and verified like the
     heads (cache, ``CUE_LENS_RELEASED_DIR``, or a download); any copy must match the pinned
-    SHA-256. When it cannot be had, the concepts keep positional names ``concept_<i>``.
+    SHA-256, and a copy that does not is passed over for the next source. When no source
+    gives it, the concepts keep positional names ``concept_<i>`` and the note says why.
     """
-    try:
-        from concepts.vocabulary import load_vocabulary
+    from concepts.vocabulary import load_vocabulary
 
-        record = get_released(RELEASED_VOCABULARY)
-        local = beside / record.file if beside is not None else None
-        if local is not None and local.is_file():
-            csv = fetch_released(RELEASED_VOCABULARY, local_path=local)
-        else:
-            csv = fetch_released(RELEASED_VOCABULARY)
-        vocab = load_vocabulary(csv)
-    except (ImportError, CueLensError, OSError):
-        return {}
-    ids = list(vocab.ids)
-    return {"concept_names": ids} if len(ids) == n_concepts else {}
+    record = get_released(RELEASED_VOCABULARY)
+    local = beside / record.file if beside is not None else None
+    sources = []
+    if local is not None and local.is_file():
+        sources.append(lambda: fetch_released(RELEASED_VOCABULARY, local_path=local))
+    sources.append(lambda: fetch_released(RELEASED_VOCABULARY))
+    problems = []
+    for source in sources:
+        try:
+            csv = source()
+            ids = list(load_vocabulary(csv).ids)
+        except (CueLensError, OSError) as exc:
+            problems.append(str(exc).splitlines()[0])
+            continue
+        if len(ids) == n_concepts:
+            return {"concept_names": ids}, f"{csv} (released vocabulary, SHA-256 verified)"
+        problems.append(f"{csv}: {len(ids)} concepts, the checkpoint has {n_concepts}")
+    return {}, "positional (concept_<i>): " + " | ".join(problems)
 
 
 def load_released(

@@ -116,17 +116,29 @@ def test_concept_heads_take_their_names_from_the_vocabulary_beside_them(
     head = load_released("cm_antonyms_synthclic", local_path=clip_cues_dir)
     expected = list(load_vocabulary(clip_cues_dir / "antonyms.csv").ids)
     assert list(head.concept_names_) == expected  # found beside the checkpoint, offline
-    # a checkpoint alone keeps positional names; a tampered CSV beside it is not used
+    assert "SHA-256 verified" in head.card_["concept_names_source"]
+    # a checkpoint alone keeps positional names, and its card says why
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(clip_cues_dir / "cm_antonyms_synthclic.ckpt", alone)
     head = load_released("cm_antonyms_synthclic", local_path=alone)
     assert list(head.concept_names_)[:2] == ["concept_0", "concept_1"]
+    note = head.card_["concept_names_source"]
+    assert note.startswith("positional") and "not available offline" in note
+    # a tampered CSV beside it is not used, and the card names the mismatch
     (alone / "antonyms.csv").write_text(
         (clip_cues_dir / "antonyms.csv").read_text().replace(expected[0], "renamed", 1)
     )
     head = load_released("cm_antonyms_synthclic", local_path=alone)
     assert head.concept_names_[0] == "concept_0"
+    note = head.card_["concept_names_source"]
+    assert "does not match the released antonyms.csv" in note, note
+    # the verified copy in the cache is the next source
+    offline.mkdir(parents=True)
+    shutil.copy(clip_cues_dir / "antonyms.csv", offline / "antonyms.csv")
+    head = load_released("cm_antonyms_synthclic", local_path=alone)
+    assert list(head.concept_names_) == expected
+    assert str(offline / "antonyms.csv") in head.card_["concept_names_source"]
 
 
 def test_released_heads_refuse_other_backbones(clip_cues_dir, offline):
