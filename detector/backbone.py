@@ -152,7 +152,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
     """True when bf16 pays on this CPU: it exposes AMX-BF16 tiles to this process.
 
     AVX512-BF16 alone is not enough. Measured with torch 2.14.1 (benchmarks/bench_embed.py),
@@ -182,7 +182,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and cpu_supports_bf16():
+    if device.type == "cpu" and cpu_prefers_bf16():
         return "bf16"
     return "fp32"
 

@@ -15,7 +15,7 @@ from detector.backbone import (
     Backbone,
     BackboneError,
     WeightsUnavailableError,
-    cpu_supports_bf16,
+    cpu_prefers_bf16,
     file_digest,
     load_backbone,
     resolve_device,
@@ -167,20 +167,20 @@ def test_bf16_counts_on_a_cpu_only_with_amx(monkeypatch):
     """AVX512-BF16 without AMX ran bf16 slower than fp32 (bench_embed.py): auto keeps fp32."""
     avx512_only = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
     with_amx = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
-    assert not cpu_supports_bf16(avx512_only)
-    assert not cpu_supports_bf16("flags\t\t: fpu sse2 avx2\n")
+    assert not cpu_prefers_bf16(avx512_only)
+    assert not cpu_prefers_bf16("flags\t\t: fpu sse2 avx2\n")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert cpu_supports_bf16(with_amx)
+    assert cpu_prefers_bf16(with_amx)
     # the flag is listed but the kernel does not let this process use the tiles
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert not cpu_supports_bf16(with_amx)
+    assert not cpu_prefers_bf16(with_amx)
 
 
 def test_device_and_precision_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    expected = "bf16" if cpu_supports_bf16() else "fp32"
+    expected = "bf16" if cpu_prefers_bf16() else "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == expected
     with pytest.raises(BackboneError):
         resolve_precision("fp8", torch.device("cpu"))
