@@ -13,3 +13,5 @@
 
 See docs/concepts.md for the API the dashboard calls.
 """
+
+import detector  # noqa: F401  (sets the OpenMP wait policy before torch loads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -199,3 +200,25 @@ def test_backbone_id_is_known_without_loading(tmp_path, test_vit, tiny_backbone)
     assert backbone_id_for("tiny-clip", None) == tiny_backbone.id
     assert backbone_id_for("ViT-L-14-336", "openai") == "ViT-L-14-336/openai"
     assert backbone_id_for("ViT-B-16", str(tmp_path / "gone.pt")) == "ViT-B-16/file:missing"
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")], ids=["unset", "user-set"]
+)
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(preset, expected):
+    """Spinning OpenMP threads starve a second job on the same cores (bench_concurrent.py);
+    the policy must be in the environment before torch loads, whichever package comes first."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (
+        "import os, sys\n"
+        "import concepts.bottleneck\n"  # concepts first: it must still set the policy before torch
+        "assert 'torch' in sys.modules\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == expected

@@ -245,7 +245,8 @@ def test_kill_9_mid_extraction_then_rerun_finishes_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_two_concurrent_embeds_on_one_workspace(tmp_path):
-    data = _noise_folder(tmp_path / "data", 200, seed=2)
+    n = 800  # enough that each run embeds for a while after the other has started
+    data = _noise_folder(tmp_path / "data", n, seed=2)
     ws = tmp_path / "ws"
     Workspace(ws).close()
     procs = [
@@ -262,18 +263,18 @@ def test_two_concurrent_embeds_on_one_workspace(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
     summaries = [json.loads(out) for out, _ in outs]
     for summary in summaries:
-        assert summary["failed"] == 0 and summary["embedded"] + summary["cached"] == 200
+        assert summary["failed"] == 0 and summary["embedded"] + summary["cached"] == n
     # Each run embeds what was not in the workspace when it started, so both embedding
     # something means each started before the other had finished: the runs overlapped
-    # (run one after the other, the second would find all 200 cached).
+    # (run one after the other, the second would find all of them cached).
     assert all(s["embedded"] > 0 for s in summaries), summaries
     con = sqlite3.connect(ws / "cuelens.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = con.execute(
         "SELECT tap, COUNT(*), COUNT(DISTINCT hash) FROM embeddings GROUP BY tap"
     ).fetchall()
-    assert sorted(rows) == [("pooled", 200, 200), ("projected", 200, 200)]
-    assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 200
+    assert sorted(rows) == [("pooled", n, n), ("projected", n, n)]
+    assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == n
     con.close()
 
 
