@@ -33,8 +33,9 @@ from pathlib import Path
 import pandas as pd
 
 from detector.errors import CueLensError
+from detector.paths import assets_dir
 
-VOCABULARY_DIR = Path(__file__).resolve().parent.parent / "assets" / "vocabularies"
+VOCABULARY_DIR = assets_dir() / "vocabularies"
 DEFAULT_VOCABULARY = "photography"
 ENV_PATHS = "CUE_LENS_VOCABULARIES"
 

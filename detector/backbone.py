@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector import hashing
+from detector import hashing, paths
 from detector.errors import CueLensError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = paths.assets_dir()
 MODEL_CONFIG_DIR = ASSETS / "models"
 
 DEFAULT_MODEL = "ViT-L-14-336"

@@ -31,10 +31,16 @@ COMMANDS = (
 )
 
 
+def _program_name() -> str:
+    """``cue-lens`` when run through the installed console command, else ``python -m detector``."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "cue-lens" if invoked.startswith("cue-lens") else "python -m detector"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available command."""
     parser = argparse.ArgumentParser(
-        prog="python -m detector",
+        prog=_program_name(),
         description="Cue Lens: synthetic image detection with frozen CLIP features.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

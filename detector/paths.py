@@ -18,11 +18,27 @@ that points outside it is refused as well.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from detector.errors import CueLensError
 
 ENV_HOME = "CUE_LENS_HOME"
+
+
+def assets_dir() -> Path:
+    """The folder of Cue Lens's data files (model configs, vocabularies).
+
+    In a source checkout that is the top-level ``assets/``; an installed package
+    (``pip install .``) carries the same files as package data in ``detector/assets``.
+    """
+    installed = resources.files("detector").joinpath("assets")
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+
 ENV_DATA_ROOT = "CUE_LENS_DATA_ROOT"
 ENV_WORKSPACE = "CUE_LENS_WORKSPACE"
 
