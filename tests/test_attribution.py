@@ -30,7 +30,8 @@ from concepts.synthetic import (
     store_planted,
     toy_vocabulary,
 )
-from detector.heads import LinearProbe, OrthogonalHead
+from detector.errors import CueLensError
+from detector.heads import HeadMismatchError, LinearProbe, OrthogonalHead
 from detector.store import Workspace
 
 Q, DIM, EXTRA = 20, 40, 8
@@ -203,7 +204,7 @@ def test_workspace_surrogate_is_cached_and_refitted_when_images_change(
         assert len(fits) == 3
         workspace_surrogate(ws, head, enc.id, directions, vocab.ids, refit=True)
         assert len(fits) == 4
-        with pytest.raises(Exception, match="other/backbone"):
+        with pytest.raises(HeadMismatchError, match="other/backbone"):
             workspace_surrogate(
                 ws,
                 linear_head(head.coef_, backbone_id="other/backbone"),
@@ -241,5 +242,5 @@ def test_workspace_reports_for_each_kind_of_head(setup, tmp_path):
             vocabulary=vocab,
         )
         assert [a.logit for a in again] == pytest.approx(head.decision_function(data.pooled[:2]))
-    with pytest.raises(Exception, match="needs a workspace"):
+    with pytest.raises(CueLensError, match="needs a workspace"):
         explain_embeddings(head, projected=data.projected[:1], pooled=data.pooled[:1])

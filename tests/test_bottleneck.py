@@ -25,6 +25,7 @@ from concepts.bottleneck import (
 from concepts.directions import compute_directions, concept_directions
 from concepts.importance import class_importance
 from concepts.report import explain_embeddings
+from concepts.scores import ScoresError
 from concepts.synthetic import (
     FakeTextEncoder,
     orthonormal_directions,
@@ -34,7 +35,7 @@ from concepts.synthetic import (
     toy_vocabulary,
 )
 from concepts.vocabulary import VocabularyError, load_vocabulary
-from detector.heads import get_head_type, load_head, read_card, save_head
+from detector.heads import HeadMismatchError, get_head_type, load_head, read_card, save_head
 from detector.store import Workspace
 
 RELEASED = ("cnnspot", "synthbuster", "synthclic", "combined")
@@ -156,7 +157,7 @@ def test_parameters_are_json_and_clone_keeps_the_directions(trained):
 def test_bad_inputs_are_refused(planted):
     with pytest.raises(ConceptModelError, match="needs concept directions"):
         ConceptBottleneck().fit(planted.projected[:50], planted.labels[:50])
-    with pytest.raises(Exception, match="projected tap"):
+    with pytest.raises(ScoresError, match="projected tap"):
         ConceptBottleneck(random_directions(4, 10)).fit(planted.projected[:50], planted.labels[:50])
     with pytest.raises(ConceptModelError, match="3 concept names for 16"):
         ConceptBottleneck(planted.directions, ["a", "b", "c"]).fit(
@@ -179,7 +180,7 @@ def test_save_and_load_round_trip(tmp_path, trained, planted):
     x = planted.projected[600:]
     np.testing.assert_allclose(loaded.decision_function(x), trained.decision_function(x), atol=1e-6)
     assert get_head_type("concept") is ConceptBottleneck
-    with pytest.raises(Exception, match="tiny-clip/random"):
+    with pytest.raises(HeadMismatchError, match="tiny-clip/random"):
         loaded.check_compatible("tiny-clip/random")
 
 

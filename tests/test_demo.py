@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from detector import backbone as backbone_module
 from detector import demo
 from detector.heads import read_card
 from detector.store import Workspace
@@ -98,12 +98,16 @@ def test_ensure_demo_builds_workspace_head_and_state(built):
     assert 0 < card["threshold"] < 1
 
 
-def test_second_start_reuses_everything_fast(built):
+def test_second_start_reuses_everything_without_loading(built, monkeypatch):
     home, _ = built
-    start = time.perf_counter()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a second start must not build or load anything")
+
+    monkeypatch.setattr(demo, "_build", refuse)
+    monkeypatch.setattr(backbone_module, "load_backbone", refuse)
     again = demo.ensure_demo(home)
     assert again.built == []
-    assert time.perf_counter() - start < 1.0
 
 
 def test_concurrent_starts_build_once(tmp_path, monkeypatch):

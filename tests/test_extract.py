@@ -331,7 +331,8 @@ def test_a_decode_that_hangs_becomes_a_per_file_error(tmp_path, monkeypatch, tin
     )
     t0 = time.perf_counter()
     samples = [dataset[i] for i in range(len(dataset))]
-    assert time.perf_counter() - t0 < 3
+    # Generous on a shared machine: without the 0.3 s time-out the slow file alone takes 5 s.
+    assert time.perf_counter() - t0 < 4.5
     errors = {records[s["index"]].path.name: s["error"] for s in samples}
     assert errors["00000.png"] is None
     assert "longer than 0.3 s" in errors["00001.png"]

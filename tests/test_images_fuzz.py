@@ -11,7 +11,6 @@ that folder exists.
 from __future__ import annotations
 
 import io
-import time
 import zlib
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from detector.extract import DecodeTimeout, decode_deadline
 from detector.images import ImageDecodeError, decode_image, image_metadata
 
 FUZZ_MAX_PIXELS = 4_000_000  # a mutated header must not make us allocate a huge buffer
-CASE_TIME_LIMIT_S = 2.0
 HANG_LIMIT_S = 10.0  # the pipeline's per-file deadline, short: a hang fails instead of waiting
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 
@@ -145,7 +143,6 @@ def test_mutated_files_decode_or_fail_cleanly(seed, mutations, min_side, fix_crc
     if fix_crcs:
         data = fix_png_crcs(data)
     name = f"fuzz/{seed}"
-    start = time.perf_counter()
     try:
         with decode_deadline(HANG_LIMIT_S):  # the guard the pipeline puts around each file
             decoded = decode_image(data, path=name, max_pixels=FUZZ_MAX_PIXELS, min_side=min_side)
@@ -167,8 +164,6 @@ def test_mutated_files_decode_or_fail_cleanly(seed, mutations, min_side, fix_crc
         else:  # a reduced-scale decode never goes below what the resize needs
             assert min(decoded.image.size) >= min(min_side, decoded.width, decoded.height)
         assert decoded.n_frames >= 1
-    elapsed = time.perf_counter() - start
-    assert elapsed < CASE_TIME_LIMIT_S, f"decode took {elapsed:.2f} s"
 
     try:
         meta = image_metadata(data, path=name)

@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import io
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -238,5 +239,11 @@ def test_four_sessions_upload_25_images_each(server, record_property):
         assert uploads["hash"].is_unique
 
 
-def test_rss_reader_reads_this_process():
-    assert 10 < _rss_mb(os.getpid()) < 1_000_000
+def test_rss_reader_follows_this_process_memory():
+    before = _rss_mb(os.getpid())
+    block = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB, every page touched
+    during = _rss_mb(os.getpid())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    del block
+    assert 180 <= during - before <= 260, (before, during)
+    assert during <= peak_mb + 1

@@ -7,7 +7,6 @@ import re
 import struct
 import subprocess
 import sys
-import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -104,15 +103,13 @@ def test_pixel_limit_refuses_from_the_header(side):
     data = _png_header_only(side, side)
     assert side * side > DEFAULT_MAX_PIXELS
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(ImageDecodeError, match="too large"):
             decode_image(data, path="bomb.png")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 1.0
-    assert peak < 5_000_000
+    assert peak < 5_000_000  # refused from the header: no pixel buffer was ever allocated
 
 
 def test_uploads_with_bad_bytes_become_per_file_errors(tiny_backbone):

@@ -64,6 +64,8 @@ def test_a_locked_workspace_is_a_clear_error_after_the_timeout(tmp_path):
         start = time.monotonic()
         with pytest.raises(WorkspaceError, match=r"cannot open workspace database.*locked"):
             Workspace(tmp_path, timeout=0.3)
+        # Generous on a shared machine; without the time-out SQLite would wait for the holder
+        # until the test run's own limit.
         assert time.monotonic() - start < 5
     finally:
         holder.execute("ROLLBACK")
@@ -150,7 +152,8 @@ def test_summary_counts(tmp_path):
     assert s["by_generator"] == {"GAN": 2, "real": 3}
 
 
-def test_reading_100k_embeddings_takes_well_under_a_second(tmp_path):
+def test_reading_100k_embeddings_returns_every_vector(tmp_path):
+    # Speed is measured by benchmarks/bench_store.py, not asserted here.
     ws = Workspace(tmp_path)
     n, dim = 100_000, 768
     hashes = [f"{i:064x}" for i in range(n)]
@@ -162,12 +165,10 @@ def test_reading_100k_embeddings_takes_well_under_a_second(tmp_path):
     )
     con.commit()
     con.close()
-    ws.load_embeddings("bb", "projected")  # warm the page cache
-    t0 = time.perf_counter()
     got_hashes, x = ws.load_embeddings("bb", "projected")
-    seconds = time.perf_counter() - t0
     assert x.shape == (n, dim) and len(got_hashes) == n
-    assert seconds < 1.0, f"reading {n} embeddings took {seconds:.2f} s"
+    order = np.array([int(h, 16) for h in got_hashes])
+    np.testing.assert_array_equal(x, vecs[order].astype(np.float16).astype(x.dtype))
 
 
 def test_version_moves_with_every_committed_write_from_any_process(tmp_path):
