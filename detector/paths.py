@@ -38,7 +38,6 @@ def assets_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets"
 
 
-
 ENV_DATA_ROOT = "CUE_LENS_DATA_ROOT"
 ENV_WORKSPACE = "CUE_LENS_WORKSPACE"
 
