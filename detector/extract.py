@@ -36,7 +36,7 @@ from detector.backbone import Backbone
 from detector.datasets import Dataset, Record
 from detector.hashing import sha256_bytes, sha256_file
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from detector.store import TAPS, ImageRow, Workspace
+from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
 
 Progress = Callable[[int, int], None]
 # A perturbation applied to the decoded RGB image before preprocessing; it receives the image's
@@ -317,6 +317,11 @@ def embed_dataset(
     return summary
 
 
+def as_stored(vector: np.ndarray) -> np.ndarray:
+    """``vector`` rounded to the workspace's storage precision (float16), as float32."""
+    return np.asarray(vector).astype(EMBEDDING_DTYPE).astype(np.float32)
+
+
 @dataclass
 class ImageEmbedding:
     """One image's result from ``embed_bytes``: both taps, or the reason it failed."""
@@ -388,8 +393,10 @@ def embed_bytes(
         rows, first = [], {}
         for j, (i, _) in enumerate(chunk):
             res = results[i]
-            res.pooled = feats["pooled"][j].numpy()
-            res.projected = feats["projected"][j].numpy()
+            # Rounded as the workspace stores them, so the same bytes give the same features
+            # (and scores) whether just computed or read back later.
+            res.pooled = as_stored(feats["pooled"][j].numpy())
+            res.projected = as_stored(feats["projected"][j].numpy())
             if res.hash not in first:
                 first[res.hash] = j
                 rows.append(

@@ -145,10 +145,7 @@ def predict_images(
     ok = [i for i, r in enumerate(results) if r.error is None and i not in read_errors]
     logits = np.full(len(results), np.nan)
     if ok:
-        X = np.stack([getattr(results[i], head.tap) for i in ok])
-        # the workspace keeps embeddings as float16: round fresh ones the same way, so an image
-        # scores identically whether its embedding was just computed or read back
-        X = X.astype(np.float16).astype(np.float32)
+        X = np.stack([getattr(results[i], head.tap) for i in ok])  # rounded as stored
         logits[ok], _ = score_embeddings(head, X, backbone_id=backbone.id)
     probs = sigmoid(logits)
     verdicts = verdict(probs, threshold, band)
