@@ -37,6 +37,13 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+try:  # HEIC/HEIF (phone photos) through libheif; without pillow-heif they stay unsupported
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False)
+except ImportError:  # pragma: no cover - pillow-heif is in requirements.txt
+    pillow_heif = None
+
 __all__ = [
     "ALPHA_BACKGROUND",
     "DEFAULT_MAX_PIXELS",
@@ -64,7 +71,8 @@ PREFERRED_FORMATS = (
     "GIF",
     "BMP",
     "TIFF",
-    "AVIF",
+    "AVIF",  # Pillow's own plugin (libavif), Pillow >= 11.3
+    "HEIF",  # HEIC/HEIF through pillow-heif, registered above
     "JPEG2000",
     "PPM",
     "QOI",
@@ -92,10 +100,14 @@ _KNOWN_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"II*\x00", "TIFF"),
     (0, b"MM\x00*", "TIFF"),
     (0, b"BM", "BMP"),
+    (4, b"ftypheic", "HEIF"),
+    (4, b"ftypheix", "HEIF"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypavif", "AVIF"),
 )
 _UNSUPPORTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypheic", "HEIF"),
+    (4, b"ftypheix", "HEIF"),
     (4, b"ftypmif1", "HEIF"),
     (4, b"ftypavif", "AVIF"),
     (0, b"8BPS", "PSD"),
