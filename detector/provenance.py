@@ -588,15 +588,17 @@ def _declarations(prov: Provenance) -> list[Declaration]:
         signed = cc.state in ("trusted", "valid")
         what = _source_words(term) if term else "a Content Credentials manifest"
         how = (
-            f"signed by {signer}"
+            f"in Content Credentials signed by {signer}"
             if signed
-            else f"in a manifest whose validation FAILED (signer {signer})"
+            else f"in Content Credentials whose validation FAILED (signer {signer})"
         )
+        agents = [a["software_agent"] for a in cc.actions if a.get("software_agent")]
+        generator = agents[0] if agents else cc.claim_generator
         out.append(
             Declaration(
                 source="c2pa",
                 kind=_source_kind(term),
-                text=f"{what} in Content Credentials {how}, made with {by}",
+                text=f"{what} {how}, made with {by}",
                 signed=signed,
                 details={"generator": generator, "source_type": term, "state": cc.state},
             )
