@@ -21,7 +21,9 @@ from ui.frame import render_frame, run_page  # noqa: E402
 
 st.set_page_config(
     page_title="Cue Lens",
-    page_icon=":material/center_focus_strong:",
+    # An emoji favicon is drawn by the browser from an inline SVG; a ":material/...:" one
+    # would be fetched from fonts.gstatic.com on every load (nothing may leave the machine).
+    page_icon="🔍",
     layout="wide",
     initial_sidebar_state="expanded",
 )

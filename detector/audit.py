@@ -8,6 +8,11 @@ content (from headers only, through ``detector.images.image_metadata``):
 - ``format`` (JPEG, PNG, WEBP ...), ``mode`` (the stored colour mode), ``exif_present``;
 - ``jpeg_quality`` (estimated from the quantisation tables; JPEG files only);
 - ``width``, ``height`` (upright), ``aspect_ratio`` (width / height), ``file_size`` (bytes);
+- ``declared_ai``: whether the file's own metadata declares it AI-generated (Content
+  Credentials, XMP ``DigitalSourceType``, PNG generation settings, EXIF Software naming a
+  generator; see ``detector.provenance``), with ``declared_by`` naming the sources. A
+  detector must not be evaluated on images whose metadata gives the answer away: any
+  declaration seen in one class only is flagged;
 
 and tests each property alone as a classifier of real vs synthetic, in three scopes: all
 images; each generator's images against all real ones; and, inside each source (``source``
@@ -56,8 +61,9 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_MIN_PER_CLASS = 3
 NUMERIC_PROPERTIES = ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
-CATEGORICAL_PROPERTIES = ("format", "mode", "exif_present")
-PROPERTIES = ("format", *NUMERIC_PROPERTIES, "exif_present", "mode")
+CATEGORICAL_PROPERTIES = ("format", "mode", "exif_present", "declared_ai")
+PROPERTIES = ("format", *NUMERIC_PROPERTIES, "exif_present", "mode", "declared_ai")
+_ONE_CLASS_CHECKED = ("format", "declared_ai")  # categories seen in one class only are flagged
 
 # What a detector would learn from each property, and what to do about it.
 _PLAIN = {
@@ -93,6 +99,12 @@ _PLAIN = {
     "mode": (
         "the colour mode",
         "convert both classes to the same colour mode (8-bit RGB) before saving",
+    ),
+    "declared_ai": (
+        "metadata declaring the image AI-generated (Content Credentials, XMP, PNG "
+        "generation settings or EXIF Software)",
+        "strip generation metadata from every image (or evaluate on stripped copies): the "
+        "detector must be judged on pixels, not on what the file says",
     ),
 }
 
@@ -153,6 +165,8 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _properties_of(path: str) -> tuple[dict | None, str | None]:
+    from detector.provenance import declaration_columns, safe_read_provenance
+
     try:
         meta = image_metadata(path)
     except ImageDecodeError as exc:
@@ -169,7 +183,12 @@ def _properties_of(path: str) -> tuple[dict | None, str | None]:
         "file_size": meta["file_size"],
         "exif_present": bool(meta["exif_present"]),
         "mode": meta["mode"],
+        **_declared(declaration_columns(safe_read_provenance(path))),
     }, None
+
+
+def _declared(columns: dict) -> dict:
+    return {"declared_ai": columns["declared_ai"], "declared_by": columns["declared_by"]}
 
 
 Progress = Callable[[int, int], None]
@@ -235,7 +254,7 @@ def _row(record: Record, props: dict) -> dict:
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    columns = ["path", "label", "class", "generator", "source", "split", *PROPERTIES]
+    columns = ["path", "label", "class", "generator", "source", "split", *PROPERTIES, "declared_by"]
     df = pd.DataFrame(rows, columns=columns)
     for name in NUMERIC_PROPERTIES:
         df[name] = pd.to_numeric(df[name], errors="coerce").astype(float)
@@ -280,6 +299,8 @@ def _workspace_properties(
                     "file_size": stored.n_bytes,
                     "exif_present": None,
                     "mode": stored.mode,
+                    "declared_ai": None,
+                    "declared_by": None,
                 }
                 error = f"{error}; audited from the facts stored in the workspace"
             errors.append({"path": str(record.path), "reason": error})
@@ -333,7 +354,7 @@ def property_separation(
         out["direction"] = None
         out["real_value"] = str(values[y == 0].astype(str).mode().iloc[0])
         out["synthetic_value"] = str(values[y == 1].astype(str).mode().iloc[0])
-        if prop == "format":
+        if prop in _ONE_CLASS_CHECKED:
             classes = present.groupby(values.astype(str))["label"].agg(["min", "max", "size"])
             out["one_class_only"] = {
                 str(cat): {
@@ -341,7 +362,7 @@ def property_separation(
                     "n": int(row["size"]),
                 }
                 for cat, row in classes.iterrows()
-                if row["min"] == row["max"]
+                if row["min"] == row["max"] and (prop == "format" or str(cat) == "True")
             }
     return out
 
@@ -390,7 +411,13 @@ def _message(row: dict) -> str:
     what, fix = _PLAIN[row["property"]]
     where = _scope_text(row["scope"], row["group"])
     counts = f"{row['n_real']} real, {row['n_synthetic']} synthetic images"
-    if row["one_class_only"]:
+    if row["one_class_only"] and row["property"] == "declared_ai":
+        info = row["one_class_only"]["True"]
+        lead = (
+            f"{where}, {info['n']} {info['class']} image(s) carry {what}, and no image of the "
+            f"other class does"
+        )
+    elif row["one_class_only"]:
         parts = [
             f"{cat} only among {info['class']} images ({info['n']} file(s))"
             for cat, info in row["one_class_only"].items()
@@ -453,7 +480,8 @@ def summarise_groups(images: pd.DataFrame, by: Sequence[str] = ("class", "genera
 
     Columns: the group keys, n, formats (``"JPEG 10, PNG 2"``), jpeg_quality_median,
     width_median/min/max, height_median/min/max, aspect_ratio_median, file_size_median
-    (bytes), exif_share (0..1 of images with EXIF), modes.
+    (bytes), exif_share (0..1 of images with EXIF), modes, declared_ai (images whose
+    metadata declares them AI-generated) and declared_by (``"c2pa 3, png-parameters 1"``).
     """
     by = list(by)
     rows = []
@@ -478,6 +506,12 @@ def summarise_groups(images: pd.DataFrame, by: Sequence[str] = ("class", "genera
                 "file_size_median": part["file_size"].median(),
                 "exif_share": float(exif.astype(bool).mean()) if len(exif) else None,
                 "modes": _counts_text(part["mode"]),
+                "declared_ai": int(part["declared_ai"].fillna(False).astype(bool).sum()),
+                "declared_by": _counts_text(
+                    part["declared_by"].dropna().str.split("+").explode()
+                    if "declared_by" in part
+                    else pd.Series(dtype=object)
+                ),
             }
         )
     return pd.DataFrame(rows)

@@ -43,6 +43,7 @@ __all__ = [
     "Declaration",
     "Provenance",
     "declaration_columns",
+    "provenance_record",
     "provenance_summary",
     "read_provenance",
     "safe_read_provenance",
@@ -745,3 +746,18 @@ def safe_read_provenance(data, *, path: str | None = None) -> Provenance | None:
         return read_provenance(data, path=path)
     except ImageDecodeError:
         return None
+
+
+def provenance_record(data, verdict: str | None = None, *, path: str | None = None) -> dict:
+    """The provenance block of one image in ``predict --json`` / ``explain --json``.
+
+    ``{"declares", "statement", "detector", "agreement", "sentence", "columns", "details"}``:
+    :func:`provenance_summary` against ``verdict``, :func:`declaration_columns` and
+    :meth:`Provenance.to_dict` (``None`` when the file cannot be read).
+    """
+    prov = safe_read_provenance(data, path=path)
+    return {
+        **provenance_summary(prov, verdict),
+        "columns": declaration_columns(prov),
+        "details": prov.to_dict() if prov is not None else None,
+    }

@@ -14,7 +14,7 @@ from detector.inference import (
     head_threshold,
     verdict_edges,
 )
-from ui import analysis, charts, settings, views
+from ui import analysis, charts, provenance_view, settings, views
 from ui.frame import page_context
 
 ctx = page_context()
@@ -200,8 +200,10 @@ def _detail(res: analysis.ImageResult, head) -> None:
         else:
             st.caption(res.name)
         _provenance(res.metadata)
+        provenance_view.details(res.provenance)
     with right:
         _verdict_block(res, head)
+        provenance_view.summary(res.provenance, res.verdict)
         if not res.error:
             _attribution(res)
     if not res.error:
@@ -271,9 +273,9 @@ def main() -> None:
             return
     if not uploads:
         views.empty_state(
-            "Drop JPEG, PNG, WebP, … images above to analyse them. Nothing leaves this machine; "
-            "uploads are stored in the workspace (unlabelled) so the same bytes are instant "
-            "next time.",
+            "Drop JPEG, PNG, WebP, HEIC, AVIF, … images above to analyse them. Nothing leaves this "
+            "machine; uploads are stored in the workspace (unlabelled) so the same bytes are "
+            "instant next time.",
             icon=":material/upload:",
         )
         return

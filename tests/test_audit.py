@@ -45,7 +45,7 @@ def test_a_balanced_dataset_raises_no_warning(tmp_path):
     assert len(report.images) == 12 and report.errors == []
     assert set(report.separations["property"]) == {
         "format", "jpeg_quality", "width", "height", "aspect_ratio", "file_size",
-        "exif_present", "mode",
+        "exif_present", "mode", "declared_ai",
     }  # fmt: skip
     assert report.separations["auc"].between(0.5, 1).all()
 

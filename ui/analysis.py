@@ -298,6 +298,7 @@ class ImageResult:
     verdict: str | None = None
     thumbnail: bytes | None = None
     metadata: dict = field(default_factory=dict)
+    provenance: object | None = None  # detector.provenance.Provenance
     attribution: object | None = None
     attribution_error: str | None = None
     neighbours: pd.DataFrame | None = None
@@ -314,6 +315,7 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
     from detector.extract import embed_bytes
     from detector.images import ImageDecodeError, image_metadata
     from detector.inference import head_threshold, score_embeddings, verdict
+    from detector.provenance import safe_read_provenance
 
     start = time.perf_counter()
     ws = ctx.workspace()
@@ -358,6 +360,7 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
             res.metadata = image_metadata(data, path=res.name)
         except ImageDecodeError:
             res.metadata = {}
+        res.provenance = safe_read_provenance(data, path=res.name)
     elapsed = time.perf_counter() - start
     for res in results:
         res.seconds = elapsed / max(len(results), 1)
@@ -371,7 +374,14 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 def results_table(results: list[ImageResult]) -> pd.DataFrame:
-    """One row per upload for the sortable table and the CSV download."""
+    """One row per upload for the sortable table and the CSV download.
+
+    Besides the verdict and metadata, each row carries what the file declares about its
+    origin (``detector.provenance.declaration_columns``) and ``file vs detector``
+    (agree / disagree / n/a, from ``provenance_summary``).
+    """
+    from detector.provenance import declaration_columns, provenance_summary
+
     rows = []
     for r in results:
         md = r.metadata or {}
@@ -396,6 +406,12 @@ def results_table(results: list[ImageResult]) -> pd.DataFrame:
                 "software": md.get("software"),
                 "exif": md.get("exif_present"),
                 "c2pa": md.get("c2pa_present"),
+                **declaration_columns(r.provenance),
+                "file vs detector": (
+                    provenance_summary(r.provenance, r.verdict)["agreement"]
+                    if r.provenance is not None
+                    else None
+                ),
                 "format": md.get("format"),
                 "width": md.get("width"),
                 "height": md.get("height"),

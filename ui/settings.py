@@ -40,6 +40,8 @@ UPLOAD_TYPES = (
     "tif",
     "tiff",
     "avif",
+    "heic",
+    "heif",
     "jp2",
     "j2k",
     "ppm",

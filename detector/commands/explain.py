@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from detector.commands.concepts import card_vocabulary
     from detector.heads import resolve_head
     from detector.images import ImageDecodeError, decode_image
+    from detector.provenance import provenance_record
     from detector.store import Workspace
 
     ws = Workspace(args.workspace, create=False) if args.workspace else None
@@ -89,11 +90,21 @@ def run(args: argparse.Namespace) -> int:
         "head_type": head.head_type,
         "backbone_id": backbone.id,
     }
+    from detector.inference import head_threshold, verdict
+
+    threshold = head_threshold(head)
+    provenance = [
+        provenance_record(name, str(verdict(r.probability, threshold)))
+        for name, r in zip(names, results, strict=True)
+    ]
     if args.json:
         out = {
             "head": head_info,
             "demo": backbone.is_demo,
-            "images": [r.to_dict(top=args.top) for r in results],
+            "images": [
+                {**r.to_dict(top=args.top), "provenance": block}
+                for r, block in zip(results, provenance, strict=True)
+            ],
             "failed": failed,
         }
         if backbone.is_demo:
@@ -103,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
     if backbone.is_demo:
         print(DEMO_BANNER)
     label = head_info["name"] or head.head_type
-    for r in results:
+    for r, block in zip(results, provenance, strict=True):
         print(f"{r.name}: P(synthetic) = {r.probability:.3f} (logit {r.logit:+.3f}), head {label}")
+        if block["declares"] != "nothing":
+            print(f"  {block['sentence']}")
         if r.method == "exact":
             print(f"  {EXACT_NOTE}")
         else:

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from detector.heads import head_card
     from detector.inference import head_threshold, predict_images, verdict_edges
     from detector.metrics import table_records
+    from detector.provenance import provenance_record
     from detector.store import Workspace
 
     ws = Workspace(args.workspace) if args.workspace else None
@@ -100,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
     threshold = head_threshold(head) if args.threshold is None else args.threshold
     low, high = verdict_edges(threshold, args.band)
     demo = bool(card.get("demo")) or backbone.is_demo
+    # what each file declares about its origin, beside the verdict (read offline)
+    provenance = [
+        provenance_record(p, v) for p, v in zip(table["path"], table["verdict"], strict=True)
+    ]
     if args.json:
+        images = table_records(table)
+        for record, block in zip(images, provenance, strict=True):
+            record["provenance"] = block
         print_json(
             {
                 "head": card.get("name"),
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 "demo": demo,
                 "threshold": threshold,
                 "band": {"logit_margin": args.band, "low": low, "high": high},
-                "images": table_records(table),
+                "images": images,
                 "failed": int(table["error"].notna().sum()),
             }
         )
@@ -120,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
         f"{card.get('name')} ({head.head_type}, {backbone.id}); threshold {threshold:.3f}, "
         f"inconclusive between {low:.3f} and {high:.3f}"
     )
-    for row in table.itertuples(index=False):
+    for row, block in zip(table.itertuples(index=False), provenance, strict=True):
         if isinstance(row.error, str):
             print(f"  {row.path}: failed: {row.error}")
         else:
             print(f"  {row.path}: p(synthetic) {row.probability:.3f}  {row.verdict}")
+        if block["declares"] != "nothing":
+            print(f"    {block['sentence']}")
     return 0
