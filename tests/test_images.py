@@ -120,6 +120,23 @@ def _truncated_jpeg() -> bytes:
     return data[: len(data) // 2]
 
 
+def _heic(size=(64, 64)) -> bytes:
+    return encode(textured(*size), "HEIF")  # pillow-heif's encoder (registered by detector.images)
+
+
+def _truncated_heic() -> bytes:
+    data = _heic()
+    return data[: len(data) // 2]
+
+
+def _huge_heic() -> bytes:
+    """A 64x64 HEIC whose image-size property ('ispe') claims 30,000 x 30,000 pixels."""
+    data = bytearray(_heic())
+    at = data.find(b"ispe")
+    data[at + 8 : at + 16] = (30_000).to_bytes(4, "big") * 2
+    return bytes(data)
+
+
 CORPUS: list[tuple[str, str, Builder, tuple[int, int] | str]] = [
     ("zero bytes", "empty.jpg", lambda: b"", "empty file"),
     ("truncated jpeg", "half.jpg", _truncated_jpeg, "truncated JPEG data"),
@@ -144,6 +161,10 @@ CORPUS: list[tuple[str, str, Builder, tuple[int, int] | str]] = [
     ("LA png", "la.png", lambda: encode(Image.new("LA", (30, 20)), "PNG"), (30, 20)),
     ("I tiff", "i.tif", lambda: encode(Image.new("I", (30, 20), 70_000), "TIFF"), (30, 20)),
     ("F tiff", "f.tif", lambda: encode(Image.new("F", (30, 20), -3.5), "TIFF"), (30, 20)),
+    ("heic", "phone.heic", _heic, (64, 64)),
+    ("avif", "a.avif", lambda: encode(textured(30, 20), "AVIF"), (30, 20)),
+    ("truncated heic", "half.heic", _truncated_heic, "HEIF"),
+    ("heic over the pixel limit", "huge.heic", _huge_heic, "too large"),
 ]
 
 
@@ -224,7 +245,7 @@ def test_error_survives_pickling():
 
 def test_supported_formats_are_real_pillow_plugins():
     formats = supported_formats()
-    for name in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"):
+    for name in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF"):
         assert name in formats
     assert "EPS" not in formats
 
