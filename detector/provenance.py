@@ -571,12 +571,12 @@ def _source_kind(term: str | None) -> str:
 
 def _source_words(term: str) -> str:
     return {
-        "trainedAlgorithmicMedia": "made by generative AI (trainedAlgorithmicMedia)",
-        "compositeWithTrainedAlgorithmicMedia": "a composite including generative-AI "
-        "content (compositeWithTrainedAlgorithmicMedia)",
-        "digitalCapture": "a digital camera capture (digitalCapture)",
-        "computationalCapture": "a computational camera capture (computationalCapture)",
-    }.get(term, f"digital source type {term}")
+        "trainedAlgorithmicMedia": "that generative AI made it (trainedAlgorithmicMedia)",
+        "compositeWithTrainedAlgorithmicMedia": "that it is a composite including "
+        "generative-AI content (compositeWithTrainedAlgorithmicMedia)",
+        "digitalCapture": "that it is a digital camera capture (digitalCapture)",
+        "computationalCapture": "that it is a computational camera capture (computationalCapture)",
+    }.get(term, f"the digital source type {term}")
 
 
 def _declarations(prov: Provenance) -> list[Declaration]:
@@ -587,7 +587,7 @@ def _declarations(prov: Provenance) -> list[Declaration]:
         by = cc.claim_generator or "an unnamed tool"
         signer = cc.signer or "an unnamed signer"
         signed = cc.state in ("trusted", "valid")
-        what = _source_words(term) if term else "a Content Credentials manifest"
+        what = _source_words(term) if term else "Content Credentials without a source type"
         how = (
             f"in Content Credentials signed by {signer}"
             if signed
@@ -599,7 +599,7 @@ def _declarations(prov: Provenance) -> list[Declaration]:
             Declaration(
                 source="c2pa",
                 kind=_source_kind(term),
-                text=f"{what} {how}, made with {by}",
+                text=f"{what}, {how}, made with {by}",
                 signed=signed,
                 details={"generator": generator, "source_type": term, "state": cc.state},
             )
@@ -640,7 +640,8 @@ def _declarations(prov: Provenance) -> list[Declaration]:
                 Declaration(
                     source="exif-software",
                     kind="ai",
-                    text=f"EXIF Software {prov.exif_software!r}, a generator (unsigned)",
+                    text=f"a generator in its EXIF Software field: {prov.exif_software!r} "
+                    "(unsigned)",
                     details={"generator": named.group(1), "software": prov.exif_software},
                 )
             )
