@@ -243,8 +243,10 @@ def audit_from_doc(doc: dict):
     report = doc["report"]
     images = pd.DataFrame(
         doc.get("images") or [],
-        columns=["path", "label", "class", "generator", "source", "split", *PROPERTIES],
-    )
+        columns=[
+            "path", "label", "class", "generator", "source", "split", *PROPERTIES, "declared_by",
+        ],
+    )  # fmt: skip
     for name in NUMERIC_PROPERTIES:
         images[name] = pd.to_numeric(images[name], errors="coerce").astype(float)
     images["label"] = images["label"].astype(int)
