@@ -475,6 +475,7 @@ def _png_generation(info: dict, prov: Provenance) -> dict:
     return {}
 
 
+_A1111_SETTINGS_MAX = 2000  # characters of the settings line parsed (bounds the regex's work)
 _A1111_FIELD = re.compile(r'\s*([\w .-]+?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 
 
@@ -483,7 +484,8 @@ def _a1111_parameters(text: str) -> dict:
     lines = text.strip().splitlines()
     settings: dict[str, str] = {}
     if lines and re.match(r"\s*Steps:", lines[-1]):
-        settings = {k.strip(): v.strip().strip('"') for k, v in _A1111_FIELD.findall(lines[-1])}
+        line = lines[-1][:_A1111_SETTINGS_MAX]
+        settings = {k.strip(): v.strip().strip('"') for k, v in _A1111_FIELD.findall(line)}
         lines = lines[:-1]
     body = "\n".join(lines)
     prompt, _, negative = body.partition("Negative prompt:")

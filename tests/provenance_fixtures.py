@@ -111,7 +111,13 @@ def test_chain() -> tuple[bytes, bytes, bytes]:
     return cert.public_bytes(pem) + root.public_bytes(pem), key_pem, root.public_bytes(pem)
 
 
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "AVIF": "image/avif"}
+MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "AVIF": "image/avif",
+    "HEIF": "image/heif",
+}
 
 
 def signed(

@@ -92,3 +92,32 @@ def test_heic_and_avif_uploads_get_a_verdict_upright(name, build, fmt):
     facts = _table(at, "Provenance")
     assert facts["Format"] == f"{fmt} · 20×40 px"
     assert any("declares nothing about its origin" in c for c in _callouts(at))
+
+
+def test_batch_table_and_csv_carry_the_declaration_columns():
+    from detector.inference import LIKELY_REAL, LIKELY_SYNTHETIC
+    from detector.provenance import read_provenance
+    from ui.analysis import ImageResult, results_table
+
+    results = [
+        ImageResult("made.jpg", "a" * 64, 10, verdict=LIKELY_REAL, probability=0.1),
+        ImageResult("sd.png", "b" * 64, 10, verdict=LIKELY_SYNTHETIC, probability=0.9),
+        ImageResult("photo.jpg", "c" * 64, 10, verdict=LIKELY_REAL, probability=0.2),
+    ]
+    for res, data in zip(results, (fx.signed("JPEG"), fx.sd_png(), fx.camera_jpeg()), strict=True):
+        res.provenance = read_provenance(data)
+    table = results_table(results).set_index("file")
+    assert table.loc["made.jpg", "c2pa_state"] == "valid"
+    assert table.loc["made.jpg", "c2pa_signer"] == fx.SIGNER_CN
+    assert table.loc["made.jpg", "file vs detector"] == "disagree"
+    assert table.loc["sd.png", "declared_by"] == "png-parameters"
+    assert table.loc["sd.png", "file vs detector"] == "agree"
+    assert not table.loc["photo.jpg", "declared_ai"]
+    csv = results_table(results).drop(columns=["thumbnail"]).to_csv(index=False)
+    assert "declared_ai,declared_capture,declared_by,declared_generator,c2pa_state" in csv
+
+
+def test_the_uploader_accepts_heic_and_avif():
+    at = new_app().run()
+    accepted = list(at.file_uploader(key="detect_upload").proto.type)
+    assert {".heic", ".heif", ".avif"} <= set(accepted)

@@ -47,7 +47,7 @@ def test_signed_camera_capture_is_not_declared_ai():
     assert declaration_columns(prov)["declared_ai"] is False
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF", "HEIF"])
 def test_signed_images_of_other_formats_are_read(fmt):
     prov = read_provenance(fx.signed(fmt, "compositeWithTrainedAlgorithmicMedia"))
     assert prov.format == fmt
@@ -123,6 +123,29 @@ def test_comfyui_graphs_give_model_seed_and_prompt(workflow_only):
         "prompt": "a red fox in snow",
     }
     assert prov.declarations[0].source == "comfyui" and prov.declares_ai
+
+
+def test_a_huge_settings_line_is_parsed_only_up_to_a_bound(monkeypatch):
+    """A 1 MB settings line: the field regex (quadratic on a line without separators) only
+    ever sees a bounded prefix of it."""
+    from PIL import PngImagePlugin
+
+    import detector.provenance as provenance
+
+    seen = []
+    real = provenance._A1111_FIELD
+
+    class Recording:
+        def findall(self, text):
+            seen.append(len(text))
+            return real.findall(text)
+
+    monkeypatch.setattr(provenance, "_A1111_FIELD", Recording())
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Seed: 7, " + "a" * 1_000_000)
+    prov = read_provenance(fx.encode(fx.picture(), "PNG", pnginfo=info))
+    assert seen == [provenance._A1111_SETTINGS_MAX]
+    assert prov.generation["seed"] == 7 and prov.generation["prompt"] == "a cat"
 
 
 def test_broken_comfyui_json_is_listed_not_raised():
