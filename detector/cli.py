@@ -27,6 +27,8 @@ COMMANDS = (
     "concepts",
     "explain",
     "robustness",
+    "stability",
+    "survival",
     "audit",
 )
 

@@ -18,9 +18,17 @@ def register(sub) -> None:
         "concepts. Prints the single-concept AUC per generator and, with --head, the mean "
         "contribution of each concept per class: exact for a concept model, through a lasso "
         "surrogate (with its held-out R^2, the fidelity) for linear and orthogonal heads. "
-        "--phrase scores one custom concept instead.",
+        "--phrase scores one custom concept instead. --released compares the paper's four "
+        "released concept models instead (no workspace or backbone needed).",
     )
-    add_workspace_option(p)
+    add_workspace_option(p, required=False)
+    p.add_argument(
+        "--released",
+        action="store_true",
+        help="compare the classifier weights of the paper's four released concept models "
+        "(cm_antonyms_cnnspot, _synthbuster, _synthclic, _combined): per-domain importance, "
+        "the most shifted concepts, Spearman correlations; no workspace needed",
+    )
     p.add_argument(
         "--vocabulary",
         default=None,
@@ -89,8 +97,15 @@ def run(args: argparse.Namespace) -> int:
     from concepts.report import DEMO_BANNER, concept_report, projected_backbone
     from concepts.vocabulary import DEFAULT_VOCABULARY
     from detector.cli import print_json
+    from detector.errors import CueLensError
     from detector.store import Workspace
 
+    if args.released:
+        from detector.commands.shift import print_shift
+
+        return print_shift(args)
+    if not args.workspace:
+        raise CueLensError("concepts needs --workspace WS (or --released for the paper's models)")
     with Workspace(args.workspace, create=False) as ws:
         head = None
         if args.head:
