@@ -111,9 +111,11 @@ def chordal_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def top_k(importance: np.ndarray, k: int) -> set[int]:
-    """Indices of the ``k`` largest |importance| (ties broken by position)."""
-    a = np.abs(np.asarray(importance, dtype=np.float64)).reshape(-1)
-    k = max(0, min(int(k), a.size))
+    """Indices of the ``k`` largest |importance| (ties broken by position); entries that are
+    exactly 0 (or NaN) are never selected, so a fit that uses fewer than ``k`` concepts has a
+    smaller set."""
+    a = np.nan_to_num(np.abs(np.asarray(importance, dtype=np.float64)).reshape(-1), nan=0.0)
+    k = max(0, min(int(k), int((a > 0).sum())))
     return set(np.argsort(-a, kind="stable")[:k].tolist())
 
 
