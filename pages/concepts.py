@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import analysis, charts, views
+from ui import analysis, charts, cues_view, views
 from ui.frame import page_context
 
 ctx = page_context()
@@ -239,6 +239,12 @@ with views.section_guard():
         generator_matrix(report)
         st.divider()
         one_concept(report)
+st.divider()
+with views.section_guard():
+    cues_view.stability_panel(ctx, ctx.head())
+st.divider()
+with views.section_guard():
+    cues_view.released_comparison()
 st.divider()
 with views.section_guard():
     custom_concept()

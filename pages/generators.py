@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from detector.inference import head_threshold
-from ui import analysis, charts, resources, tasks, views
+from ui import analysis, charts, cues_view, resources, tasks, views
 from ui.frame import page_context
 
 ctx = page_context()
@@ -518,3 +518,6 @@ if setup is not None:
     st.divider()
     with views.section_guard():
         robustness_section(head, scored, pairing)
+    st.divider()
+    with views.section_guard():
+        cues_view.survival_section(ctx, head, None if split == "all images" else split)

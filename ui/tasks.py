@@ -266,3 +266,23 @@ def audit_from_doc(doc: dict):
         threshold=float(report.get("threshold", 0.8)),
         min_per_class=int(report.get("min_per_class", 3)),
     )
+
+
+# -- interpretation stability ----------------------------------------------------------------
+
+
+def stability_job(job: Job, workspace_path: str, backbone_id: str, head_type: str, seeds: int):
+    """Retrain ``head_type`` ``seeds`` times and store its stability
+    (``concepts.stability.run_stability``); Cancel stops between fits and stores nothing."""
+    from concepts.stability import run_stability
+    from detector.store import Workspace
+
+    def progress(message: str, fraction: float) -> None:
+        job.check()
+        job.update(fraction, message)
+
+    with Workspace(workspace_path) as ws:
+        result = run_stability(
+            ws, head_type, seeds=seeds, backbone_id=backbone_id, progress=progress
+        )
+    return {"summary": result["summary"], "seconds": result["seconds"]}
