@@ -46,7 +46,7 @@ def shift_heatmap(table: pd.DataFrame, domains: list[str], top_n: int = 20) -> g
             hovertemplate="%{y} · %{x}: %{z:+.2f}<extra></extra>",
         )
     )
-    fig.update_xaxes(title="training domain of the released concept model", side="top")
+    fig.update_xaxes(side="top")
     fig.update_yaxes(autorange="reversed", automargin=True, title="concept (spread)")
     return _style(
         fig,
@@ -114,7 +114,11 @@ def survival_scatter(table: pd.DataFrame, top_k: int) -> go.Figure:
             y=df["selection_survival"],
             mode="markers+text",
             text=df["generator"],
-            textposition="top center",
+            # neighbours by AP take turns above and below their marker, so labels do not collide
+            textposition=[
+                "top center" if rank % 2 == 0 else "bottom center"
+                for rank in df["ap"].rank(method="first").fillna(0).astype(int)
+            ],
             marker={
                 "size": 14,
                 "color": agreement.fillna(0.0),

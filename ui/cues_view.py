@@ -321,14 +321,24 @@ def survival_section(ctx, head, split: str | None) -> None:
     with right:
         shown = result.table.rename(
             columns={
+                "ap": "AP",
                 "diagnostic_agreement": "agreement",
                 "selection_survival": "survival",
                 "n_fake": "fakes",
                 "n_real": "reals",
             }
+        )[["generator", "AP", "survival", "agreement", "fakes", "reals"]]
+        st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            key="survival_table",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("AP", "survival", "agreement")
+            },
         )
-        st.dataframe(shown, hide_index=True, width="stretch", key="survival_table")
-        fid = "" if result.fidelity is None else f" (fidelity {result.fidelity:.0%})"
+        fid = "" if result.fidelity is None else f" (fidelity {result.fidelity:.1%})"
         st.caption(
             f"Evaluated on {result.split}; source importance from {result.source}; "
             f"explanation: {result.method}{fid}."
