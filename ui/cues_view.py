@@ -67,7 +67,7 @@ def released_comparison() -> None:
     c[3].metric("Concepts that flip sign", int(shift.table["sign_flip"].sum()))
     left, right = st.columns([3, 2], gap="large")
     with left:
-        top_n = st.slider("Concepts shown", 5, 40, 15, 1, key="released_top_n")
+        top_n = st.slider("Heatmap rows", 5, 40, 15, 1, key="released_top_n")
         st.plotly_chart(
             cues_charts.shift_heatmap(shift.table, shift.domains, top_n),
             width="stretch",
@@ -161,7 +161,7 @@ def stability_panel(ctx, head) -> None:
     stored = stored_stability(ws, ctx.backbone_id, head_type)
     c = st.columns([2, 1, 3])
     seeds = c[0].number_input(
-        "Seeds", 2, 20, 5, 1, key="stability_seeds", help="Fits of the same head type."
+        "Seeds", 2, 10, 5, 1, key="stability_seeds", help="Fits of the same head type."
     )
     if c[1].button(
         "Re-measure" if stored else "Measure",
