@@ -162,3 +162,28 @@ def test_generators_page_shows_survival(own_home):
     compare = next(d.value for d in at.dataframe if "source" in d.value.columns)
     assert len(compare) == 10
     assert set(compare.filter(like="survives?").stack()) <= {"survives", "silent"}
+
+
+def test_stability_panel_lists_the_beta_groups(own_home):
+    from concepts.stability import run_stability
+    from detector.store import Workspace
+    from detector.train import train_head
+
+    with Workspace(own_home / "demo", create=False) as ws:
+        train_head(ws, "concept", out="cues_concept", params={"max_epochs": 3})
+        result = run_stability(
+            ws, "concept", seeds=2, betas=[1e-4, 1e-2], top=5, params={"max_epochs": 3}
+        )
+    at = new_app().run()
+    at.sidebar.selectbox(key="cl_head_select").set_value("workspace:cues_concept").run()
+    at.switch_page(CONCEPTS_PAGE).run()
+    assert_clean(at, "concepts")
+    assert result["summary"] in _texts(at)
+    groups = next(d.value for d in at.dataframe if "group" in d.value.columns)
+    assert groups["group"].tolist() == [
+        "seeds at beta 0.0001",
+        "seeds at beta 0.01",
+        "betas at seed 0",
+    ]
+    expected = [g["importance"]["top_k_jaccard"]["mean"] for g in result["groups"]]
+    assert groups["top-5 overlap"].tolist() == pytest.approx(expected)

@@ -264,6 +264,32 @@ def stability_panel(ctx, head) -> None:
         f"among the top-{k}; sign flips: the concept pushes towards real in some fits and "
         f"towards synthetic in others; do not read much into it."
     )
+    if len(stored["groups"]) > 1:
+        with st.expander(f"All {len(stored['groups'])} groups of fits (seeds and betas)"):
+            st.dataframe(_groups_table(stored), hide_index=True, width="stretch")
+
+
+def _groups_table(stored: dict) -> pd.DataFrame:
+    """One row per group of fits of a stored stability result."""
+    rows = []
+    for g in stored["groups"]:
+        imp = g["importance"]
+        n = len(g["fits"])
+        rows.append(
+            {
+                "group": g["label"],
+                "fits": n,
+                f"top-{imp['top_k']} overlap": imp["top_k_jaccard"]["mean"],
+                "rank agreement": imp["spearman_abs"]["mean"],
+                f"same sign in all {n}": sum(c["same_sign"] == n for c in imp["concepts"])
+                / max(1, len(imp["concepts"])),
+                "validation mAP": ", ".join(
+                    "-" if f["validation_map"] is None else f"{f['validation_map']:.3f}"
+                    for f in g["fits"]
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _trust(entry: dict, n: int) -> str:
@@ -342,6 +368,7 @@ def survival_section(ctx, head, split: str | None) -> None:
         st.caption(
             f"Evaluated on {result.split}; source importance from {result.source}; "
             f"explanation: {result.method}{fid}."
+            + (" DEMO: random weights, the numbers mean nothing." if result.demo else "")
         )
         for note in result.notes:
             st.caption(f"Note: {note}")
