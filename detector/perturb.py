@@ -504,6 +504,7 @@ def robustness_sweep(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     store: bool = True,
+    engine: Callable | None = None,
 ) -> RobustnessReport:
     """Evaluate ``head`` on the workspace's labelled images under every perturbation.
 
@@ -516,6 +517,11 @@ def robustness_sweep(
     head card's threshold, else 0.5). ``progress(perturbation, done, total)`` follows the
     embedding. With ``store``, the report is also kept in the workspace (see
     :func:`stored_robustness`).
+
+    ``engine`` embeds elsewhere, e.g. ``detector.distributed.ray_engine(...)``: it is called
+    once with every missing ``(record, perturbation)`` pair, the workspace, the backbone and
+    ``batch_size``/``progress``/``should_stop``, and returns a summary with ``errors`` and
+    ``by_perturbation``. Scoring and metrics stay here.
     """
     import time
 
@@ -554,11 +560,33 @@ def robustness_sweep(
     embedded: dict[str, int] = {}
     loaded: Backbone | None = None
     index = {h: i for i, h in enumerate(meta["hash"])}
+    if engine is not None:
+        pairs = []
+        for p in items:
+            have = workspace.embedded_hashes(backbone_id, f"{tap}@{p.name}")
+            pairs += [(r, p) for r in _records_of(meta[~meta["hash"].isin(have)])]
+        if pairs and not (should_stop is not None and should_stop()):
+            loaded = backbone() if callable(backbone) else backbone
+            if loaded is None or loaded.id != backbone_id:
+                raise PerturbationError(
+                    f"the head was trained on {backbone_id!r}; a backbone of that id is "
+                    f"needed to embed {len(pairs)} perturbed image(s)"
+                )
+            result = engine(
+                pairs,
+                workspace,
+                loaded,
+                batch_size=batch_size,
+                progress=(lambda d, t: progress("all perturbations", d, t)) if progress else None,
+                should_stop=should_stop,
+            )
+            embedded.update({k: v for k, v in result.by_perturbation.items() if k})
+            errors.extend(result.errors)
     for p in items:
         perturbed_tap = f"{tap}@{p.name}"
         have = workspace.embedded_hashes(backbone_id, perturbed_tap)
         missing = meta[~meta["hash"].isin(have)]
-        if len(missing):
+        if len(missing) and engine is None:
             if should_stop is not None and should_stop():
                 break
             if loaded is None:

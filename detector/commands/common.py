@@ -52,3 +52,64 @@ def add_workspace_option(parser: argparse.ArgumentParser, required: bool = True)
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """``--json``: print one JSON object instead of text."""
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and the Ray options (``docs/scale.md``)."""
+    group = parser.add_argument_group("engine (docs/scale.md)")
+    group.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine (default); ray: a Ray cluster (needs requirements-scale.txt)",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --engine ray: 'auto' (the cluster of `ray start`), ray://HOST:PORT, or "
+        "HOST:PORT; default: RAY_ADDRESS if set, else a local cluster started for this run",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="with --engine ray: GPUs per embedding actor (default 1 when the cluster has "
+        "GPUs, else 0)",
+    )
+    group.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="with --engine ray: rows per Parquet shard, the most a killed run loses (256)",
+    )
+
+
+def ray_options_from_args(args: argparse.Namespace):
+    """``RayOptions`` from ``add_engine_options``' arguments (Ray itself is not imported)."""
+    import os
+
+    from detector.distributed import DEFAULT_SHARD_SIZE, RayOptions
+
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    return RayOptions(
+        address=address,
+        workers=args.workers,  # with --engine ray, --workers is the number of actors
+        gpus_per_worker=args.gpus_per_worker,
+        shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
+    )
+
+
+def backbone_spec_from_args(args: argparse.Namespace, interpolation: str = "bilinear"):
+    """How Ray actors rebuild the backbone named by ``add_backbone_options``' arguments."""
+    from detector.distributed import BackboneSpec
+
+    pretrained = args.pretrained
+    if pretrained is None and args.model == DEFAULT_MODEL:
+        pretrained = DEFAULT_PRETRAINED
+    return BackboneSpec(
+        model=args.model,
+        pretrained=pretrained,
+        precision=args.precision,
+        interpolation=interpolation,
+        device=args.device,
+    )

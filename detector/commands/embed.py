@@ -7,6 +7,7 @@ import sys
 
 from detector.commands.common import (
     add_backbone_options,
+    add_engine_options,
     add_json_option,
     add_workspace_option,
     backbone_from_args,
@@ -25,7 +26,10 @@ def register(sub) -> None:
     add_backbone_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
     p.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: CPU count - 1); with --engine ray, embedding actors",
     )
     p.add_argument(
         "--max-pixels",
@@ -33,6 +37,7 @@ def register(sub) -> None:
         default=None,
         help="refuse images above this many pixels (default 64,000,000)",
     )
+    add_engine_options(p)
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -45,7 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from detector.store import Workspace
 
     dataset = load_dataset(args.data)
-    backbone = backbone_from_args(args)
+    if args.engine == "ray":
+        from detector.distributed import require_ray
+
+        require_ray()  # before loading the backbone: say at once how to install Ray
+        args.device, device = "cpu", args.device  # the driver only needs id + preprocessing
+        backbone = backbone_from_args(args)
+        args.device = device
+    else:
+        backbone = backbone_from_args(args)
     workspace = Workspace(args.workspace)
     bar = None
     if not args.json and sys.stderr.isatty():
@@ -60,15 +73,30 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        summary = embed_dataset(
-            dataset,
-            workspace,
-            backbone,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-            progress=progress,
-        )
+        if args.engine == "ray":
+            from detector.commands.common import backbone_spec_from_args, ray_options_from_args
+            from detector.distributed import embed_dataset_ray
+
+            summary = embed_dataset_ray(
+                dataset,
+                workspace,
+                backbone,
+                backbone_spec_from_args(args),
+                ray_options_from_args(args),
+                batch_size=args.batch_size,
+                max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                progress=progress,
+            )
+        else:
+            summary = embed_dataset(
+                dataset,
+                workspace,
+                backbone,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                progress=progress,
+            )
     finally:
         if bar is not None:
             bar.close()

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from detector.commands.common import add_json_option
+from detector.commands.common import add_engine_options, add_json_option
 
 
 def register(sub) -> None:
@@ -56,7 +56,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random perturbations (0)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
     p.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: CPU count - 1); with --engine ray, embedding actors",
     )
     group = p.add_argument_group(
         "backbone (only needed to embed perturbed images; default: the head's backbone)"
@@ -68,6 +71,7 @@ def register(sub) -> None:
         "--precision", default="auto", choices=["auto", "bf16", "fp32"], help="(auto)"
     )
     p.add_argument("--out", default=None, help="write the tidy per-generator table to this CSV")
+    add_engine_options(p)
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -93,27 +97,45 @@ def backbone_spec(backbone_id: str) -> tuple[str, str | None, str]:
     return model, weights, interpolation or DEFAULT_INTERPOLATION
 
 
-def _loader(args: argparse.Namespace, backbone_id: str):
-    def load():
-        from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
+def _model_args(args: argparse.Namespace, backbone_id: str) -> tuple[str, str | None, str]:
+    """``(model, pretrained, interpolation)``: from --model/--pretrained, else the head's id."""
+    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
-        if args.model is not None:
-            model, pretrained, interpolation = args.model, args.pretrained, "bilinear"
-            if pretrained is None and model == DEFAULT_MODEL:
-                pretrained = DEFAULT_PRETRAINED
-            if "@" in backbone_id:
-                interpolation = backbone_id.rsplit("@", 1)[1]
-        else:
-            model, pretrained, interpolation = backbone_spec(backbone_id)
+    if args.model is not None:
+        model, pretrained, interpolation = args.model, args.pretrained, "bilinear"
+        if pretrained is None and model == DEFAULT_MODEL:
+            pretrained = DEFAULT_PRETRAINED
+        if "@" in backbone_id:
+            interpolation = backbone_id.rsplit("@", 1)[1]
+        return model, pretrained, interpolation
+    return backbone_spec(backbone_id)
+
+
+def _loader(args: argparse.Namespace, backbone_id: str, device: str | None = None):
+    def load():
+        from detector.backbone import load_backbone
+
+        model, pretrained, interpolation = _model_args(args, backbone_id)
         return load_backbone(
             model,
             pretrained,
-            device=args.device,
+            device=device or args.device,
             precision=args.precision,
             interpolation=interpolation,
         )
 
     return load
+
+
+def _ray_engine(args: argparse.Namespace, backbone_id: str):
+    """The sweep's ``engine`` for ``--engine ray``: actors rebuild the head's backbone."""
+    from detector.commands.common import ray_options_from_args
+    from detector.distributed import BackboneSpec, ray_engine, require_ray
+
+    require_ray()
+    model, pretrained, interpolation = _model_args(args, backbone_id)
+    spec = BackboneSpec(model, pretrained, args.precision, interpolation, args.device)
+    return ray_engine(spec, ray_options_from_args(args))
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -147,12 +169,17 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
+        engine = None
+        if args.engine == "ray":
+            engine = _ray_engine(args, backbone_id or "")
         try:
             report = robustness_sweep(
                 workspace,
                 head,
                 args.perturbations,
-                backbone=_loader(args, backbone_id or ""),
+                # with Ray the driver's copy only fixes the id and preprocessing: on the CPU
+                backbone=_loader(args, backbone_id or "", "cpu" if engine else None),
+                engine=engine,
                 split=None if args.split == "all" else args.split,
                 pairing=args.pairing,
                 threshold=args.threshold,
