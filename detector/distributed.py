@@ -75,6 +75,10 @@ class RaySummary(EmbedSummary):
     """``EmbedSummary`` plus new embeddings per perturbation name (``""``: unperturbed)."""
 
     by_perturbation: dict = field(default_factory=dict)
+    decoded: int = 0  # rows decoded and embedded this run (a resumed run skips stored ones)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "engine": "ray", "decoded": self.decoded}
 
 
 class RayUnavailableError(CueLensError):
@@ -336,7 +340,14 @@ def ingest_shard(workspace: Workspace, path: Path) -> dict:
     import pyarrow.parquet as pq
 
     rows = pq.read_table(path).to_pylist()
-    counts: dict = {"embedded": 0, "cached": 0, "failed": 0, "errors": [], "by_perturbation": {}}
+    counts: dict = {
+        "embedded": 0,
+        "cached": 0,
+        "failed": 0,
+        "decoded": 0,
+        "errors": [],
+        "by_perturbation": {},
+    }
     images: list[ImageRow] = []
     vectors: dict[tuple[str, str], tuple[list[str], list[bytes]]] = {}
     for r in rows:
@@ -370,6 +381,7 @@ def ingest_shard(workspace: Workspace, path: Path) -> dict:
             counts["failed"] += 1
             counts["errors"].append(_error(r))
             continue
+        counts["decoded"] += 1
         for tap in TAPS:
             name = tap if r["perturbation"] is None else f"{tap}@{r['perturbation']}"
             hashes, blobs = vectors.setdefault((r["backbone"], name), ([], []))
@@ -517,6 +529,7 @@ def run_tasks(
         summary.embedded += counts["embedded"]
         summary.cached += counts["cached"]
         summary.failed += counts["failed"]
+        summary.decoded += counts["decoded"]
         summary.errors.extend(counts["errors"])
         for name, new in counts["by_perturbation"].items():
             summary.by_perturbation[name] = summary.by_perturbation.get(name, 0) + new

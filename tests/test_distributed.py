@@ -80,7 +80,7 @@ def test_ray_equals_local_on_samples(ray_cluster, samples_dir, tmp_path, tiny_ba
         assert a.images().equals(b.images())  # labels, generators, sizes, formats, paths
     assert not list((tmp_path / "ray" / "shards").glob("*"))  # every shard ingested
     again = _embed(manifest, tmp_path / "ray", "--engine", "ray", capsys=capsys)
-    assert (again["embedded"], again["cached"]) == (0, 41)
+    assert (again["embedded"], again["cached"], again["decoded"]) == (0, 41, 0)
 
 
 def test_bad_files_are_per_file_errors(ray_cluster, tmp_path, tiny_backbone, capsys):
@@ -139,6 +139,7 @@ def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path, tiny_backb
     assert doc["failed"] == 0
     assert doc["embedded"] + doc["cached"] == n
     assert doc["cached"] >= before and doc["embedded"] > 0
+    assert doc["decoded"] == doc["embedded"]  # what was stored before is not decoded again
     with sqlite3.connect(ws_dir / "cuelens.sqlite") as conn:
         per_image = conn.execute(
             "SELECT tap, COUNT(*), COUNT(DISTINCT hash) FROM embeddings GROUP BY tap"
