@@ -13,8 +13,9 @@ $(VENV)/.stamp-run: requirements.txt
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.stamp-test: $(VENV)/.stamp-run requirements-test.txt
+$(VENV)/.stamp-test: $(VENV)/.stamp-run requirements-test.txt requirements-scale.txt
 	$(BIN)/python -m pip install -q -r requirements-test.txt
+	$(BIN)/python -m pip install -q -r requirements-scale.txt
 	touch $@
 
 run: $(VENV)/.stamp-run
