@@ -124,6 +124,7 @@ class BackboneSpec:
     precision: str = "auto"
     interpolation: str = "bilinear"
     device: str = "auto"
+    allow_random: bool = False  # random weights under a real model's name: benchmarks only
 
     def load(self, device: str | None = None):
         from detector.backbone import load_backbone
@@ -134,6 +135,7 @@ class BackboneSpec:
             device=device or self.device,
             precision=self.precision,
             interpolation=self.interpolation,
+            allow_random=self.allow_random,
         )
 
 
