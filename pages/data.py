@@ -11,6 +11,7 @@ import streamlit as st
 from detector.paths import ENV_DATA_ROOT, check_data_path, data_roots
 from ui import adapters, analysis, charts, resources, tasks, views
 from ui.frame import page_context
+from ui.settings import ray_address
 
 ctx = page_context()
 ws = ctx.workspace()
@@ -97,16 +98,22 @@ def _preview(preview: dict) -> None:
     if not preview["records"]:
         st.caption("Nothing to extract: no usable image files in this dataset.")
     disabled = bool(running) or not preview["records"]
+    cluster = ray_address()
+    on_ray = cluster is not None and st.toggle(
+        f"Run on the Ray cluster at `{cluster}`", key="extract_on_ray", help="docs/scale.md"
+    )
     if st.button(label, type="primary", disabled=disabled, icon=":material/play_arrow:"):
         backbone = ctx.backbone()
         registry.start(
             "extract",
-            f"Embedding {preview['root']}",
+            f"Embedding {preview['root']}" + (" on Ray" if on_ray else ""),
             (scope, "extract", preview["source"]),
             tasks.extract_job,
             str(ws.path),
             preview["source"],
             backbone,
+            cluster if on_ray else None,
+            ctx.spec,
         )
         st.rerun()
 

@@ -195,3 +195,25 @@ def test_engine_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert code == 2
     assert "pip install -r requirements-scale.txt" in err
+
+
+def test_dashboard_extract_job_on_ray(ray_cluster, tmp_path, tiny_backbone):
+    """The Data page's job with a cluster address: the same progress and result as locally."""
+    from ui import tasks
+    from ui.jobs import Job
+    from ui.settings import DEMO_SPEC
+
+    _write_images(tmp_path / "data", 6)
+    results = {}
+    for name, address in (("local", None), ("ray", ray_cluster)):
+        job = Job(id=1, kind="extract", title=name, key=(name,))
+        results[name] = tasks.extract_job(
+            job, str(tmp_path / name), str(tmp_path / "data"), tiny_backbone, address, DEMO_SPEC
+        )
+        assert job.progress == 1.0
+    assert results["ray"]["engine"] == "ray" and "engine" not in results["local"]
+    assert results["ray"]["embedded"] == results["local"]["embedded"] == 6
+    assert results["ray"]["splits"] == results["local"]["splits"]
+    _, x_local = _all(tmp_path / "local", tiny_backbone.id, "pooled")
+    _, x_ray = _all(tmp_path / "ray", tiny_backbone.id, "pooled")
+    assert np.array_equal(x_local, x_ray)

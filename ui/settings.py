@@ -165,3 +165,12 @@ def max_upload_file_mb() -> int:
 def max_pixels() -> int:
     """The pixel limit of the decoder (``detector.images.DEFAULT_MAX_PIXELS``)."""
     return DEFAULT_MAX_PIXELS
+
+
+ENV_RAY_ADDRESS = "CUE_LENS_RAY_ADDRESS"
+
+
+def ray_address() -> str | None:
+    """The Ray cluster the Data page may extract on (``auto``, ``ray://HOST:PORT``,
+    ``HOST:PORT``), from ``CUE_LENS_RAY_ADDRESS``; None: extraction stays in this process."""
+    return os.environ.get(ENV_RAY_ADDRESS) or None

@@ -11,11 +11,21 @@ from ui.jobs import Job
 SMALL_DATASET = 400  # below this many files, decode in the job's own thread (no worker forks)
 
 
-def extract_job(job: Job, workspace_path: str, dataset_path: str, backbone) -> dict:
+def extract_job(
+    job: Job,
+    workspace_path: str,
+    dataset_path: str,
+    backbone,
+    ray_address: str | None = None,
+    spec=None,
+) -> dict:
     """Embed a dataset (folder or manifest) into a workspace; returns the embed summary.
 
     Finished batches are committed as they come, so a cancelled job keeps them. Labelled
-    images without a split of their own get the workspace's seeded split afterwards.
+    images without a split of their own get the workspace's seeded split afterwards. With
+    ``ray_address`` the work runs on that Ray cluster (``detector.distributed``), the actors
+    building the backbone from ``spec`` (``ui.settings.BackboneSpec``); finished shards are
+    kept on Cancel the same way.
     """
     from detector.datasets import load_dataset
     from detector.extract import default_workers, embed_dataset
@@ -29,9 +39,28 @@ def extract_job(job: Job, workspace_path: str, dataset_path: str, backbone) -> d
         job.update(done / total if total else 1.0, f"{done:,} of {total:,} new images embedded")
 
     with Workspace(workspace_path) as ws:
-        summary = embed_dataset(
-            dataset, ws, backbone, workers=workers, progress=progress, should_stop=job.should_stop
-        )
+        if ray_address:
+            from detector.distributed import BackboneSpec, RayOptions, embed_dataset_ray
+
+            job.update(0.0, f"connecting to the Ray cluster at {ray_address}")
+            summary = embed_dataset_ray(
+                dataset,
+                ws,
+                backbone,
+                BackboneSpec(spec.model, spec.pretrained, spec.precision, device=spec.device),
+                RayOptions(address=ray_address),
+                progress=progress,
+                should_stop=job.should_stop,
+            )
+        else:
+            summary = embed_dataset(
+                dataset,
+                ws,
+                backbone,
+                workers=workers,
+                progress=progress,
+                should_stop=job.should_stop,
+            )
         result = summary.as_dict()
         result["dataset"] = str(dataset.root)
         result["cancelled"] = job.cancel_requested
