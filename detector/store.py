@@ -17,6 +17,13 @@ Layout of ``WS/cuelens.sqlite``:
 - ``splits``: named split assignments (e.g. the seeded split made for datasets without one).
 - ``blobs``: small named arrays and JSON documents (caches: concept directions, perturbation
   results, model cards), keyed by (namespace, key).
+
+Large taps (``COLUMNS_MIN_ROWS`` embeddings or more) also get a columnar copy in
+``WS/columns/`` (float16 ``.npy`` matrix + hashes, named by the tap's version counter in
+``meta``, which ``put_embeddings`` bumps in the same transaction). Why: SQLite keeps each
+2 KB vector (1024-d float16) in an overflow page of its own, so reading a million of them
+took 32-48 s here (4.4 GB on disk for 2 GB of vectors); one contiguous file reads at disk
+speed. SQLite stays the truth: a stale, missing or damaged copy is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ EMBEDDING_DTYPE = np.dtype("<f2")
 TAPS = ("pooled", "projected")
 KEYED_LOOKUP_LIMIT = 2000  # up to this many hashes are read by key, more in one table scan
 SCAN_CHUNK = 20_000  # rows per fetch when a whole (backbone, tap) is read
+COLUMNS_DIR = "columns"  # columnar copies of large taps (see Workspace._scan)
+COLUMNS_MIN_ROWS = 50_000  # taps with at least this many embeddings get a columnar copy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +99,10 @@ CREATE TABLE IF NOT EXISTS blobs (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 """
+
+
+def _version_key(backbone: str, tap: str) -> str:
+    return f"embeddings_version:{backbone}:{tap}"
 
 
 class WorkspaceError(CueLensError):
@@ -332,7 +345,14 @@ class Workspace:
                 "INSERT OR IGNORE INTO embeddings(backbone, tap, hash, vector) VALUES (?,?,?,?)",
                 [(backbone, tap, h, packed[i].tobytes()) for i, h in enumerate(hashes)],
             )
-            return conn.total_changes - before
+            inserted = conn.total_changes - before
+            if inserted:  # the columnar copy of this (backbone, tap), if any, is now stale
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                    (_version_key(backbone, tap),),
+                )
+            return inserted
 
     def embedded_hashes(self, backbone: str, tap: str) -> set[str]:
         """Hashes that already have an embedding for (backbone, tap)."""
@@ -359,7 +379,68 @@ class Workspace:
         """Which of ``hashes`` have an embedding for (backbone, tap); keyed, fast for few."""
         return {r[0] for r in self._keyed_rows(backbone, tap, hashes, "hash")}
 
+    # -- the columnar copy of large taps ---------------------------------------------------
+
+    def _embeddings_version(self, backbone: str, tap: str) -> int:
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (_version_key(backbone, tap),)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _columns_paths(self, backbone: str, tap: str, version: int) -> tuple[Path, Path]:
+        import hashlib
+
+        key = hashlib.sha256(f"{backbone}\x00{tap}".encode()).hexdigest()[:16]
+        stem = self.path / COLUMNS_DIR / f"{key}-v{version}"
+        return stem.with_suffix(".vectors.npy"), stem.with_suffix(".hashes.npy")
+
+    def _read_columns(self, backbone: str, tap: str, dtype):
+        """The columnar copy if it matches the stored embeddings' version, else None."""
+        vectors_path, hashes_path = self._columns_paths(
+            backbone, tap, self._embeddings_version(backbone, tap)
+        )
+        try:
+            hashes = np.load(hashes_path, allow_pickle=False)
+            vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):  # absent, being replaced, or damaged: read SQLite
+            return None
+        if vectors.dtype != EMBEDDING_DTYPE or vectors.ndim != 2 or len(vectors) != len(hashes):
+            return None
+        return hashes.astype(str).tolist(), np.array(vectors, dtype=dtype)
+
+    def _write_columns(self, backbone: str, tap: str, version: int, hashes, matrix) -> None:
+        """Keep a columnar copy (float16 ``.npy`` + hashes) of a large tap; old copies go."""
+        vectors_path, hashes_path = self._columns_paths(backbone, tap, version)
+        folder = vectors_path.parent
+        try:
+            folder.mkdir(exist_ok=True)
+            prefix = vectors_path.name.split("-v")[0]
+            for old in folder.glob(f"{prefix}-v*.npy"):
+                old.unlink(missing_ok=True)
+            for path, array in (
+                (hashes_path, np.asarray(hashes, dtype="S64")),
+                (vectors_path, np.asarray(matrix, dtype=EMBEDDING_DTYPE)),
+            ):
+                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+                with open(tmp, "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+                os.replace(tmp, path)
+        except OSError:  # a read-only or full disk: the copy is only an accelerator
+            pass
+
     def _scan(self, backbone: str, tap: str, dtype) -> tuple[list[str], np.ndarray]:
+        """Every embedding of (backbone, tap) in hash order: from the columnar copy when it
+        is current, else from SQLite (then written as the columnar copy when large)."""
+        found = self._read_columns(backbone, tap, dtype)
+        if found is not None:
+            return found
+        version = self._embeddings_version(backbone, tap)
+        hashes, matrix = self._scan_sqlite(backbone, tap, dtype)
+        if len(hashes) >= COLUMNS_MIN_ROWS and version == self._embeddings_version(backbone, tap):
+            self._write_columns(backbone, tap, version, hashes, matrix)
+        return hashes, matrix
+
+    def _scan_sqlite(self, backbone: str, tap: str, dtype) -> tuple[list[str], np.ndarray]:
         """Every embedding of (backbone, tap) in hash order, read in chunks straight into one
         preallocated matrix: peak memory is the result plus one chunk (1M x 1024 as float32:
         4 GB, not the 8 GB that collecting all rows first and then converting took)."""

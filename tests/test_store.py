@@ -195,3 +195,42 @@ def test_keyed_lookups_match_the_full_scan(tmp_path):
     _, full = ws.load_embeddings("bb", "pooled")
     order = sorted(hashes[:20])
     np.testing.assert_array_equal(keyed, full[[order.index(h) for h in few]])
+
+
+def test_large_taps_get_a_columnar_copy_that_follows_writes(tmp_path, monkeypatch):
+    import detector.store as store
+
+    monkeypatch.setattr(store, "COLUMNS_MIN_ROWS", 10)
+    ws = Workspace(tmp_path)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(30, 8)).astype(np.float32)
+    hashes = [f"{i:064x}" for i in range(30)]
+    ws.put_embeddings("bb", "pooled", hashes[:20], vecs[:20])
+    ws.put_embeddings("bb", "projected", hashes[:5], vecs[:5])  # below the threshold
+    h1, x1 = ws.load_embeddings("bb", "pooled")
+    copies = sorted(p.name for p in (tmp_path / store.COLUMNS_DIR).glob("*.npy"))
+    assert len(copies) == 2 and all("-v1." in name for name in copies)  # vectors + hashes
+    ws.load_embeddings("bb", "projected")
+    assert len(list((tmp_path / store.COLUMNS_DIR).glob("*.npy"))) == 2  # small: no copy
+
+    # the second read comes from the copy, with the same result; poison SQLite to prove it
+    ws._conn.execute("UPDATE embeddings SET vector = zeroblob(16) WHERE tap = 'pooled'")
+    h2, x2 = ws.load_embeddings("bb", "pooled")
+    assert h2 == h1 == hashes[:20]
+    np.testing.assert_array_equal(x2, vecs[:20].astype(np.float16).astype(np.float32))
+    assert ws.load_embeddings("bb", "pooled", dtype=np.float16)[1].dtype == np.float16
+
+    # a write makes the copy stale: the next read sees the new rows and replaces the copy
+    ws.put_embeddings("bb", "pooled", hashes[20:], vecs[20:])
+    h3, x3 = ws.load_embeddings("bb", "pooled")
+    assert h3 == hashes and x3.shape == (30, 8)
+    np.testing.assert_array_equal(x3[20:], vecs[20:].astype(np.float16).astype(np.float32))
+    copies = sorted(p.name for p in (tmp_path / store.COLUMNS_DIR).glob("*.npy"))
+    assert len(copies) == 2 and all("-v2." in name for name in copies)
+
+    # a damaged copy is ignored (SQLite is the truth), never an error
+    for path in (tmp_path / store.COLUMNS_DIR).glob("*.vectors.npy"):
+        path.write_bytes(b"garbage")
+    h4, x4 = ws.load_embeddings("bb", "pooled")
+    assert h4 == hashes and np.array_equal(x4[20:], x3[20:])
+    ws.close()
