@@ -207,7 +207,7 @@ def test_large_taps_get_a_columnar_copy_that_follows_writes(tmp_path, monkeypatc
     hashes = [f"{i:064x}" for i in range(30)]
     ws.put_embeddings("bb", "pooled", hashes[:20], vecs[:20])
     ws.put_embeddings("bb", "projected", hashes[:5], vecs[:5])  # below the threshold
-    h1, x1 = ws.load_embeddings("bb", "pooled")
+    h1, _ = ws.load_embeddings("bb", "pooled")
     copies = sorted(p.name for p in (tmp_path / store.COLUMNS_DIR).glob("*.npy"))
     assert len(copies) == 2 and all("-v1." in name for name in copies)  # vectors + hashes
     ws.load_embeddings("bb", "projected")
