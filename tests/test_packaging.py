@@ -28,7 +28,7 @@ def installed(tmp_path_factory) -> Path:
     source = root / "source"
     for name in ("detector", "concepts", "assets"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+    for name in ("pyproject.toml", "requirements.txt", "requirements-scale.txt", "README.md"):
         shutil.copy2(REPO / name, source / name)
     wheels = root / "wheels"
     site = root / "site"
