@@ -50,6 +50,7 @@ KEYED_LOOKUP_LIMIT = 2000  # up to this many hashes are read by key, more in one
 SCAN_CHUNK = 20_000  # rows per fetch when a whole (backbone, tap) is read
 COLUMNS_DIR = "columns"  # columnar copies of large taps (see Workspace._scan)
 COLUMNS_MIN_ROWS = 50_000  # taps with at least this many embeddings get a columnar copy
+COLUMNS_READ_ROWS = 32_768  # rows per read when widening the copy to float32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -401,12 +402,35 @@ class Workspace:
         )
         try:
             hashes = np.load(hashes_path, allow_pickle=False)
-            vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+            with open(vectors_path, "rb") as f:
+                readers = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }
+                reader = readers.get(np.lib.format.read_magic(f))
+                if reader is None:
+                    return None
+                shape, fortran, stored = reader(f)
+                if stored != EMBEDDING_DTYPE or fortran or len(shape) != 2:
+                    return None
+                if shape[0] != len(hashes):
+                    return None
+                matrix = np.empty(shape, dtype=dtype)
+                # read straight into the result (float16) or through one chunk (other
+                # dtypes): memory stays the result plus at most COLUMNS_READ_ROWS rows
+                if matrix.dtype == EMBEDDING_DTYPE:
+                    if f.readinto(memoryview(matrix).cast("B")) != matrix.nbytes:
+                        return None
+                else:
+                    chunk = np.empty((min(COLUMNS_READ_ROWS, shape[0]), shape[1]), stored)
+                    for start in range(0, shape[0], len(chunk)):
+                        part = chunk[: min(len(chunk), shape[0] - start)]
+                        if f.readinto(memoryview(part).cast("B")) != part.nbytes:
+                            return None
+                        matrix[start : start + len(part)] = part
         except (OSError, ValueError):  # absent, being replaced, or damaged: read SQLite
             return None
-        if vectors.dtype != EMBEDDING_DTYPE or vectors.ndim != 2 or len(vectors) != len(hashes):
-            return None
-        return hashes.astype(str).tolist(), np.array(vectors, dtype=dtype)
+        return hashes.astype(str).tolist(), matrix
 
     def _write_columns(self, backbone: str, tap: str, version: int, hashes, matrix) -> None:
         """Keep a columnar copy (float16 ``.npy`` + hashes) of a large tap; old copies go."""
