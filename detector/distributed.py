@@ -525,7 +525,17 @@ def run_tasks(
         **embed_kwargs,
     )
     finished = 0
-    for batch in ds.iter_batches(batch_size=options.shard_size, batch_format="numpy"):
+    batches = iter(ds.iter_batches(batch_size=options.shard_size, batch_format="numpy"))
+    while True:
+        try:
+            batch = next(batches, None)
+        except ray.exceptions.RayError as exc:  # e.g. an actor cannot load the backbone
+            raise CueLensError(
+                f"the Ray job stopped after {summary.embedded} new embeddings (kept in the "
+                f"workspace; rerun to resume): {str(exc).strip().splitlines()[-1]}"
+            ) from exc
+        if batch is None:
+            break
         shard = write_shard(workspace, batch, backbone.id)
         counts = ingest_shard(workspace, shard)
         summary.embedded += counts["embedded"]

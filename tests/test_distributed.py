@@ -217,3 +217,23 @@ def test_dashboard_extract_job_on_ray(ray_cluster, tmp_path, tiny_backbone):
     _, x_local = _all(tmp_path / "local", tiny_backbone.id, "pooled")
     _, x_ray = _all(tmp_path / "ray", tiny_backbone.id, "pooled")
     assert np.array_equal(x_local, x_ray)
+
+
+def test_an_actor_that_cannot_load_its_backbone_is_one_readable_error(
+    ray_cluster, tmp_path, tiny_backbone
+):
+    from detector.datasets import load_dataset
+    from detector.distributed import BackboneSpec, RayOptions, embed_dataset_ray
+    from detector.errors import CueLensError
+
+    _write_images(tmp_path / "data", 2)
+    with Workspace(tmp_path / "ws") as ws, pytest.raises(CueLensError) as caught:
+        embed_dataset_ray(
+            load_dataset(tmp_path / "data"),
+            ws,
+            tiny_backbone,
+            BackboneSpec("no-such-model", None),
+            RayOptions(),
+        )
+    message = str(caught.value)
+    assert "the Ray job stopped" in message and "unknown model 'no-such-model'" in message
