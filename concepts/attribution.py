@@ -14,9 +14,15 @@ residual == logit`` holds exactly):
   baseline is the surrogate's prediction for that average image, and the residual is the part
   of the logit *not explained by concepts*.
 
-Surrogates are cached in the workspace (namespace ``concept_surrogates``) per backbone, head
-(fingerprint of its tensors), vocabulary hash and directions, and refitted when the number of
-embedded images changes.
+An explanation must be a function of (head, image) only: what other people upload to a
+shared workspace must not change it. So a surrogate is fitted once on a fixed **reference
+set** (the head's training split when the head was trained in this workspace, else the
+workspace's labelled images, a pinned sample of at most ``REFERENCE_MAX`` of them; unlabelled
+uploads never enter it), stored in the workspace (namespace ``concept_surrogates``) per
+backbone, head (fingerprint of its tensors), vocabulary hash and directions, with a version
+number and a description of its reference set, and refitted only on request (``refit=True``,
+``python -m detector concepts --refit``, the dashboard's "Refit" button), which bumps the
+version.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +42,7 @@ from detector.errors import CueLensError
 SURROGATE_NAMESPACE = "concept_surrogates"
 EXACT = "exact"
 SURROGATE = "lasso surrogate"
+REFERENCE_MAX = 5000  # images in a surrogate's reference set at most (a pinned sample)
 
 
 class AttributionError(CueLensError):
@@ -62,6 +71,7 @@ class Attribution:
     method: str
     table: pd.DataFrame
     name: str | None = None
+    source: dict = field(default_factory=dict)  # the surrogate's version and reference set
 
     @property
     def probability(self) -> float:
@@ -85,6 +95,8 @@ class Attribution:
             "baseline": self.baseline,
             "explained_by_concepts": self.explained,
             "not_explained_by_concepts": self.residual,
+            "surrogate": {k: self.source[k] for k in ("version", "reference") if k in self.source}
+            or None,
             "concepts": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                 for r in rows.to_dict(orient="records")
@@ -322,6 +334,7 @@ def attribute_with_surrogate(
                 reference=surrogate.score_means,
             ),
             name=None if names is None else names[i],
+            source=dict(surrogate.info),
         )
         for i in range(s.shape[0])
     ]
@@ -386,6 +399,59 @@ def paired_embeddings(
     return order, x_tap, x_proj
 
 
+def _same_folder(a, b) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def reference_set(workspace, head, backbone_id: str) -> tuple[list[str], str]:
+    """The images a head's surrogate is fitted on, and a sentence saying which.
+
+    The head's training split when its card says it was trained in this workspace; else the
+    workspace's labelled images; else (a workspace of uploads only) every embedded image. All
+    need both the head's tap and the projected tap; at most ``REFERENCE_MAX`` are kept (the
+    first by hash: a fixed, content-defined sample). Unlabelled uploads join only in the last
+    case, and once fitted the surrogate is kept, so later uploads never change it.
+    """
+    tap = getattr(head, "tap", "projected")
+    have = set(paired_hashes(workspace, backbone_id, tap))
+    images = workspace.images(with_errors=False)
+    images = images[images["hash"].isin(have)]
+    labelled = images[images["label"].notna()]
+    name = Path(str(workspace.path)).name
+    training = (getattr(head, "card_", None) or {}).get("training") or {}
+    split = training.get("train_split")
+    chosen, what = None, ""
+    if split and training.get("workspace") and _same_folder(training["workspace"], workspace.path):
+        in_split = labelled[labelled["split"] == split]
+        if len(in_split):
+            chosen, what = (
+                in_split,
+                f"images of the head's training data (split {split!r} of {name})",
+            )
+    if chosen is None and len(labelled):
+        chosen, what = labelled, f"labelled images of {name}"
+    if chosen is None:
+        chosen, what = images, f"images of {name} (none labelled)"
+    hashes = sorted(chosen["hash"].tolist())
+    if len(hashes) > REFERENCE_MAX:
+        return hashes[:REFERENCE_MAX], f"a pinned sample of {REFERENCE_MAX:,} {what}"
+    return hashes, f"{len(hashes):,} {what}"
+
+
+def stored_surrogate(
+    workspace, head, backbone_id: str, directions: np.ndarray, *, vocabulary_hash: str = ""
+) -> ConceptSurrogate | None:
+    """The surrogate kept in the workspace for this head, vocabulary and directions, if any."""
+    key = surrogate_key(backbone_id, head, vocabulary_hash, directions)
+    doc = workspace.get_json(SURROGATE_NAMESPACE, key)
+    if doc is None or "version" not in (doc.get("info") or {}):
+        return None  # none, or one from before reference sets (fitted on uploads too)
+    return ConceptSurrogate.from_doc(doc, directions)
+
+
 def workspace_surrogate(
     workspace,
     head,
@@ -397,30 +463,40 @@ def workspace_surrogate(
     refit: bool = False,
     **fit_options,
 ) -> ConceptSurrogate:
-    """The lasso surrogate of ``head`` on every image of the workspace, cached there.
+    """The lasso surrogate of ``head``, fitted once on its reference set and kept.
 
-    Fitted on all images with both the head's tap and the projected tap (labels not needed)
-    and stored under ``concept_surrogates``; reused while the number of such images and the
-    head, vocabulary and directions are unchanged. ``fit_options`` go to ``fit_surrogate``.
+    The stored surrogate is returned whatever was added to the workspace since; it is fitted
+    when there is none (or ``refit``), on ``reference_set`` (see there), and stored with
+    ``info``: ``version`` (1, then one more per refit), ``reference`` (which images),
+    ``reference_digest`` (SHA-256 prefix of their hashes), ``n_images`` and ``fitted_at``.
+    ``fit_options`` go to ``fit_surrogate``.
     """
     check = getattr(head, "check_compatible", None)
     if check is not None:
         check(backbone_id)
     key = surrogate_key(backbone_id, head, vocabulary_hash, directions)
-    n_images = len(paired_hashes(workspace, backbone_id, head.tap))
+    previous = workspace.get_json(SURROGATE_NAMESPACE, key)
     if not refit:
-        doc = workspace.get_json(SURROGATE_NAMESPACE, key)
-        if doc is not None and doc.get("info", {}).get("n_images") == n_images:
-            return ConceptSurrogate.from_doc(doc, directions)
-    hashes, x_tap, x_proj = paired_embeddings(workspace, backbone_id, head.tap)
+        found = stored_surrogate(
+            workspace, head, backbone_id, directions, vocabulary_hash=vocabulary_hash
+        )
+        if found is not None:
+            return found
+    hashes, reference = reference_set(workspace, head, backbone_id)
+    hashes, x_tap, x_proj = paired_embeddings(workspace, backbone_id, head.tap, hashes=hashes)
     if check is not None:
         check(backbone_id, x_tap.shape[1])
     logits = np.asarray(head.decision_function(x_tap), dtype=np.float64)
     surrogate = fit_surrogate(
         concept_scores(x_proj, directions), logits, concept_names, directions, **fit_options
     )
+    old_version = ((previous or {}).get("info") or {}).get("version") or 0
     surrogate.info = {
+        "version": int(old_version) + 1,
+        "reference": reference,
+        "reference_digest": hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:12],
         "n_images": len(hashes),
+        "fitted_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "backbone_id": backbone_id,
         "head_type": getattr(head, "head_type", None),
         "head_fingerprint": head_fingerprint(head),
@@ -428,6 +504,14 @@ def workspace_surrogate(
     }
     workspace.put_json(SURROGATE_NAMESPACE, key, surrogate.to_doc())
     return surrogate
+
+
+def surrogate_caption(info: dict) -> str:
+    """One line naming a surrogate's version and reference set (for captions and CLI)."""
+    if not info or "version" not in info:
+        return ""
+    when = f", fitted {info['fitted_at']}" if info.get("fitted_at") else ""
+    return f"surrogate v{info['version']} on {info.get('reference', '?')}{when}"
 
 
 def attribute(

@@ -22,6 +22,7 @@ from concepts.attribution import (
     attribute,
     is_concept_model,
     paired_embeddings,
+    surrogate_caption,
     workspace_surrogate,
 )
 from concepts.directions import (
@@ -230,7 +231,7 @@ def concept_report(
 
     Without a head: single-concept AUC per generator and the concept x generator matrix.
     With a concept model: its own concepts, exact mean contributions per class and gate usage.
-    With another head: its lasso surrogate (fitted on all the workspace's images, cached),
+    With another head: its lasso surrogate (fitted once on its reference set, kept),
     the surrogate's mean contributions per class and its fidelity.
     """
     vocab = load_vocabulary(vocabulary)
@@ -295,7 +296,8 @@ def concept_report(
         report.notes.append(
             f"{report.head['head_type']} head explained by a lasso surrogate on concept scores: "
             f"held-out R^2 (fidelity) {surrogate.fidelity:.3f} on {surrogate.n_heldout} images; "
-            f"the rest of the logit is not explained by concepts"
+            f"the rest of the logit is not explained by concepts; "
+            f"{surrogate_caption(surrogate.info)}"
         )
     report.importance = importance.merge(
         report.concepts[["concept", "category"]], on="concept", how="left"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import concepts.attribution as attribution_module
@@ -171,9 +172,7 @@ def test_surrogate_round_trips_through_json(setup):
     assert again.fidelity == surrogate.fidelity
 
 
-def test_workspace_surrogate_is_cached_and_refitted_when_images_change(
-    setup, tmp_path, monkeypatch
-):
+def test_workspace_surrogate_is_kept_until_a_refit_is_asked_for(setup, tmp_path, monkeypatch):
     enc, vocab, directions, _ = setup
     head = concept_aligned_head(directions, backbone_id=enc.id)
     fits = []
@@ -196,14 +195,22 @@ def test_workspace_surrogate_is_cached_and_refitted_when_images_change(
         assert len(fits) == 1 and again.fidelity == first.fidelity
         assert first.fidelity > 0.98  # float16 storage of the embeddings costs almost nothing
         assert first.info["head_fingerprint"] == head_fingerprint(head)
+        assert first.info["version"] == 1 and first.info["n_images"] == 400
+        assert first.info["reference"] == "400 labelled images of ws"
         other = concept_aligned_head(directions * 1.01, backbone_id=enc.id)
         workspace_surrogate(ws, other, enc.id, directions, vocab.ids, vocabulary_hash=vocab.hash)
         assert len(fits) == 2
+        # more labelled images: the stored surrogate stays (explanations do not drift)
         store_planted(ws, enc.id, planted_data(directions, 40, extra=EXTRA, seed=23))
-        workspace_surrogate(ws, head, enc.id, directions, vocab.ids, vocabulary_hash=vocab.hash)
+        kept = workspace_surrogate(
+            ws, head, enc.id, directions, vocab.ids, vocabulary_hash=vocab.hash
+        )
+        assert len(fits) == 2 and kept.info == first.info
+        refitted = workspace_surrogate(
+            ws, head, enc.id, directions, vocab.ids, vocabulary_hash=vocab.hash, refit=True
+        )
         assert len(fits) == 3
-        workspace_surrogate(ws, head, enc.id, directions, vocab.ids, refit=True)
-        assert len(fits) == 4
+        assert refitted.info["version"] == 2 and refitted.info["n_images"] == 440
         with pytest.raises(HeadMismatchError, match="other/backbone"):
             workspace_surrogate(
                 ws,
@@ -212,6 +219,63 @@ def test_workspace_surrogate_is_cached_and_refitted_when_images_change(
                 directions,
                 vocab.ids,
             )
+
+
+def _upload(ws, backbone_id, data):
+    """Store planted images as the Detect page stores uploads: no label, no split."""
+    from detector.store import ImageRow
+
+    hashes = data.meta["hash"].tolist()
+    with ws.transaction():
+        ws.add_images(ImageRow(hash=h, path=f"upload:{h[:8]}.png") for h in hashes)
+        ws.put_embeddings(backbone_id, "projected", hashes, data.projected)
+        ws.put_embeddings(backbone_id, "pooled", hashes, data.pooled)
+
+
+def test_uploads_do_not_change_an_existing_explanation(setup, tmp_path):
+    enc, vocab, directions, _ = setup
+    head = concept_aligned_head(directions, backbone_id=enc.id)
+    labelled = planted_data(directions, 300, extra=EXTRA, seed=31)
+    probe = planted_data(directions, 1, extra=EXTRA, seed=32)
+
+    def explain(ws):
+        return explain_embeddings(
+            head,
+            projected=probe.projected,
+            pooled=probe.pooled,
+            workspace=ws,
+            backbone_id=enc.id,
+            vocabulary=vocab,
+        )[0]
+
+    with Workspace(tmp_path / "ws") as ws:
+        store_planted(ws, enc.id, labelled)
+        concept_directions(vocab, enc, workspace=ws)
+        # uploads before the first explanation are not part of the reference set either
+        _upload(ws, enc.id, planted_data(directions, 60, extra=EXTRA, seed=33))
+        before = explain(ws)
+        assert before.source["reference"] == "300 labelled images of ws"
+        # another user uploads many images that look different (a shifted concept)
+        shifted = planted_data(directions, 200, shifts={"gen_a": {2: 2.0}}, extra=EXTRA, seed=34)
+        _upload(ws, enc.id, shifted)
+        after = explain(ws)
+    assert after.source == before.source
+    assert after.baseline == before.baseline and after.fidelity == before.fidelity
+    pd.testing.assert_frame_equal(after.table, before.table)
+
+
+def test_a_head_trained_here_is_explained_on_its_training_split(setup, tmp_path):
+    enc, vocab, directions, _ = setup
+    head = concept_aligned_head(directions, backbone_id=enc.id)
+    data = planted_data(directions, 300, extra=EXTRA, seed=35, splits={"train": 0.7, "val": 0.3})
+    with Workspace(tmp_path / "ws") as ws:
+        store_planted(ws, enc.id, data)
+        head.card_ = {"training": {"workspace": str(ws.path), "train_split": "train"}}
+        sur = workspace_surrogate(ws, head, enc.id, directions, vocab.ids)
+    n_train = int((data.meta["split"] == "train").sum())
+    assert 0 < n_train < len(data.meta)
+    assert sur.info["n_images"] == n_train
+    assert sur.info["reference"].startswith(f"{n_train:,} images of the head's training data")
 
 
 def test_workspace_reports_for_each_kind_of_head(setup, tmp_path):

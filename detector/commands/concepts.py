@@ -55,7 +55,10 @@ def register(sub) -> None:
         help="negative pole of --phrase (default: the neutral 'a photograph')",
     )
     p.add_argument(
-        "--refit", action="store_true", help="refit the cached surrogate of a linear head"
+        "--refit",
+        action="store_true",
+        help="refit the kept surrogate of a linear or orthogonal head on its reference set "
+        "(the labelled images as they are now; its version goes up by one)",
     )
     group = p.add_argument_group("text encoder (only when directions are not cached yet)")
     group.add_argument(

@@ -18,9 +18,10 @@ def register(sub) -> None:
         help="per-image concept attribution of a head's verdict",
         description="Embed images and split the head's logit into concept contributions. A "
         "concept model is explained exactly (bias + contributions = logit). Linear and "
-        "orthogonal heads are explained by a lasso surrogate fitted on the workspace's images "
-        "(needs --workspace); its held-out R^2 (fidelity) and the residual that concepts do "
-        "not explain are always printed.",
+        "orthogonal heads are explained by a lasso surrogate fitted once on a fixed "
+        "reference set of the workspace (its labelled images; needs --workspace); its "
+        "held-out R^2 (fidelity) and the residual that concepts do not explain are always "
+        "printed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s)")
     p.add_argument(
@@ -47,6 +48,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from concepts.attribution import surrogate_caption
     from concepts.report import DEMO_BANNER, EXACT_NOTE, explain_embeddings
     from concepts.vocabulary import DEFAULT_VOCABULARY
     from detector.cli import print_json
@@ -125,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
                 f"  explained by a lasso surrogate on concept scores, fidelity (held-out R^2) "
                 f"{r.fidelity:.3f}: concept bars cover that share of the head's behaviour"
             )
+            source = surrogate_caption(getattr(r, "source", None) or {})
+            if source:
+                print(f"  {source}")
         print(
             f"  {'baseline (bias)' if r.method == 'exact' else 'baseline (average image)':<40}"
             f"{r.baseline:+9.3f}"
