@@ -14,6 +14,14 @@ The band edges are ``low = sigmoid(logit(t) - band)`` and ``high = sigmoid(logit
 A margin in logit units is symmetric in odds (band 1.0 = the odds within a factor e of the
 threshold's odds) and keeps both edges inside (0, 1) even for thresholds near 0 or 1. For
 t = 0.5 and band 1.0 the edges are 0.269 and 0.731. ``verdict_edges`` returns them for display.
+
+Too small to judge
+------------------
+An image whose shorter side is below ``MIN_JUDGE_SIDE`` pixels (e.g. a 1x1 pixel or a 16x16
+icon) is scaled up to the backbone's input size, so its score says more about interpolation
+than about the image. Its verdict is withheld: ``TOO_SMALL`` instead of a band, with the
+reason from ``too_small_reason``. The score itself is still reported. The CLI and the
+dashboard share this rule.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ LIKELY_REAL = "likely real"
 INCONCLUSIVE = "inconclusive"
 LIKELY_SYNTHETIC = "likely synthetic"
 VERDICTS = (LIKELY_REAL, INCONCLUSIVE, LIKELY_SYNTHETIC)
+TOO_SMALL = "too small to judge"
+MIN_JUDGE_SIDE = 64  # pixels; below this on the shorter side the verdict is withheld
 DEFAULT_BAND = 1.0
 
 
@@ -95,6 +105,38 @@ def verdict(probability, threshold: float = 0.5, band: float = DEFAULT_BAND):
     return out.item() if out.ndim == 0 else out
 
 
+def too_small_reason(width, height, min_side: int = MIN_JUDGE_SIDE) -> str | None:
+    """Why an image of ``width`` x ``height`` pixels gets no verdict, or None when it may.
+
+    Unknown sizes (None) are not judged here (None is returned).
+    """
+    if width is None or height is None:
+        return None
+    w, h = int(width), int(height)
+    if min(w, h) >= min_side:
+        return None
+    return (
+        f"{TOO_SMALL}: {w}×{h} px, the shorter side is below {min_side} px; the score is shown "
+        "but no verdict is given (the image is scaled up to the backbone's input size)"
+    )
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from an image file's header (no full decode); None if unread.
+
+    EXIF rotation does not matter for the minimum side.
+    """
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.width), int(im.height)
+    except Exception:  # any format Pillow cannot open here is judged by its decode instead
+        return None
+
+
 # -- image files -> verdicts -----------------------------------------------------------------
 
 
@@ -121,9 +163,10 @@ def predict_images(
     """Score image files (paths, or ``(name, bytes)`` uploads) with ``backbone`` + ``head``.
 
     Returns one row per item: path, hash (SHA-256 of the bytes), score (logit), probability,
-    verdict, error (None when fine), cached (embedding taken from the workspace). Images whose
-    bytes the workspace has seen reuse its embeddings; new ones are stored there. Failed images
-    keep their row with the error and NaN scores.
+    verdict, error (None when fine), warning (e.g. why the verdict is ``TOO_SMALL``), cached
+    (embedding taken from the workspace). Images whose bytes the workspace has seen reuse its
+    embeddings; new ones are stored there. Failed images keep their row with the error and NaN
+    scores.
     """
     from detector.extract import embed_bytes
 
@@ -151,19 +194,27 @@ def predict_images(
     verdicts = verdict(probs, threshold, band)
     for i, r in enumerate(results):
         error = read_errors.get(i) or r.error
+        warning = None
+        if not error:
+            size = (r.meta.get("width"), r.meta.get("height"))
+            if None in size:
+                size = image_dimensions(payload[i][1]) or (None, None)
+            warning = too_small_reason(*size)
         rows.append(
             {
                 "path": r.name,
                 "hash": r.hash,
                 "score": None if error else float(logits[i]),
                 "probability": None if error else float(probs[i]),
-                "verdict": None if error else verdicts[i],
+                "verdict": None if error else (TOO_SMALL if warning else verdicts[i]),
                 "error": error,
+                "warning": warning,
                 "cached": bool(r.cached),
             }
         )
     return pd.DataFrame(
-        rows, columns=["path", "hash", "score", "probability", "verdict", "error", "cached"]
+        rows,
+        columns=["path", "hash", "score", "probability", "verdict", "error", "warning", "cached"],
     )
 
 

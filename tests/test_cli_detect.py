@@ -240,6 +240,7 @@ def test_predict_images_caches_embeddings_and_lists_failures(tmp_path, samples_d
             "probability",
             "verdict",
             "error",
+            "warning",
             "cached",
         ]
         assert first["error"].isna().tolist() == [True, True, False, False]
@@ -301,3 +302,32 @@ def test_end_to_end_on_the_samples_with_tiny_clip(tmp_path, capsys, samples_dir)
     predicted = run_json(capsys, "predict", str(image), "--model", "tiny-clip", "--workspace", ws)
     assert predicted["demo"] is True and predicted["head"] == "demo"
     assert predicted["images"][0]["cached"] is True  # embedded by `embed` already
+
+
+def test_tiny_images_get_no_verdict_and_say_why(tmp_path, tiny_backbone):
+    import io
+
+    from PIL import Image
+
+    from detector.inference import MIN_JUDGE_SIDE, TOO_SMALL, too_small_reason
+
+    def png(size):
+        out = io.BytesIO()
+        Image.new("RGB", size, (120, 80, 40)).save(out, "PNG")
+        return out.getvalue()
+
+    assert too_small_reason(1, 1).startswith(TOO_SMALL)
+    assert too_small_reason(MIN_JUDGE_SIDE, 4000) is None
+    assert too_small_reason(MIN_JUDGE_SIDE - 1, 4000) is not None
+    assert too_small_reason(None, None) is None
+    X = np.random.default_rng(0).normal(size=(40, tiny_backbone.pooled_dim))
+    head = LinearProbe(max_epochs=2, backbone_id=tiny_backbone.id).fit(X, np.arange(40) % 2)
+    items = [("dot.png", png((1, 1))), ("strip.png", png((400, 20))), ("ok.png", png((96, 80)))]
+    with Workspace(tmp_path / "ws") as ws:
+        for _ in range(2):  # fresh, then from the workspace: the rule holds either way
+            table = predict_images(items, tiny_backbone, head, ws)
+            assert table["verdict"].tolist()[:2] == [TOO_SMALL, TOO_SMALL]
+            assert table["verdict"].iloc[2] in {LIKELY_REAL, INCONCLUSIVE, LIKELY_SYNTHETIC}
+            assert "1×1 px" in table["warning"].iloc[0] and table["warning"].isna().iloc[2]
+            assert table["probability"].notna().all()
+        assert table["cached"].all()

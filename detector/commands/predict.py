@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     for row, block in zip(table.itertuples(index=False), provenance, strict=True):
         if isinstance(row.error, str):
             print(f"  {row.path}: failed: {row.error}")
+        elif isinstance(row.warning, str):
+            print(f"  {row.path}: p(synthetic) {row.probability:.3f}  {row.warning}")
         else:
             print(f"  {row.path}: p(synthetic) {row.probability:.3f}  {row.verdict}")
         if block["declares"] != "nothing":
