@@ -11,6 +11,7 @@ from detector.inference import (
     INCONCLUSIVE,
     LIKELY_REAL,
     LIKELY_SYNTHETIC,
+    TOO_SMALL,
     head_threshold,
     verdict_edges,
 )
@@ -104,6 +105,8 @@ def _verdict_block(res: analysis.ImageResult, head) -> None:
     low, high = verdict_edges(threshold)
     colour, icon = VERDICT_STYLE.get(res.verdict, (":gray", ":material/help:"))
     st.markdown(f"### {colour}[{icon} {res.verdict.capitalize()}]")
+    if res.warning:
+        st.warning(res.warning, icon=":material/photo_size_select_small:")
     st.markdown(
         f"P(synthetic) **{res.probability:.3f}** · logit {res.logit:+.2f}"
         + (" · seen before (from the workspace)" if res.cached else "")
@@ -149,29 +152,51 @@ def _provenance(md: dict) -> None:
     )
 
 
-def _attribution(res: analysis.ImageResult) -> None:
+def _attribution(res: analysis.ImageResult, head) -> None:
     if res.attribution_error:
         st.info(f"No concept explanation: {res.attribution_error}", icon=":material/info:")
         return
     attr = res.attribution
     if attr is None:
         return
+    table = attr.table.copy()
+    poles = analysis.concept_poles(table["concept"])
+    table["label"] = [charts.pole_pair_label(c, poles.get(c)) for c in table["concept"]]
+    table["leans"] = [analysis.leaning_pole(row, poles) for _, row in table.iterrows()]
     st.plotly_chart(
-        charts.attribution_bar(attr.table, residual=attr.residual, fidelity=attr.fidelity, top_k=6),
+        charts.attribution_bar(table, residual=attr.residual, fidelity=attr.fidelity, top_k=6),
         width="stretch",
         key=f"attr_{res.hash}",
     )
     if attr.method == "exact":
         how = "The concept bottleneck decides only through these concepts: fidelity 1."
     else:
+        from concepts.attribution import surrogate_caption
+
         fid = "n/a" if pd.isna(attr.fidelity) else f"{attr.fidelity:.1%}"
+        source = surrogate_caption(attr.source)
         how = (
             f"Explained by a sparse surrogate on concept scores: it accounts for {fid} of the "
-            f"detector's logit variance on held-out workspace images; the grey bar is what it "
-            f"leaves unexplained for this image. Bars are relative to the average workspace "
+            f"detector's logit variance on held-out reference images; the grey bar is what it "
+            f"leaves unexplained for this image. Bars are relative to the average reference "
             f"image (baseline {attr.baseline:+.2f})."
+            + (f" Explanation: {source}; uploads never change it." if source else "")
         )
-    st.caption(how)
+    st.caption(
+        how + " Each bar names a concept's two poles (this ↔ that); hover to see which one "
+        "this image leans towards."
+    )
+    if attr.method != "exact" and st.button(
+        "Refit the explanation",
+        key=f"refit_{res.hash}",
+        icon=":material/refresh:",
+        help="Fit the concept surrogate again on the reference set as it is now (the labelled "
+        "images); its version goes up and every image's explanation changes with it.",
+    ):
+        with st.spinner("Refitting the concept surrogate…"):
+            analysis.refit_surrogate(ctx, head)
+        st.session_state.pop("detect_memo", None)
+        st.rerun()
 
 
 def _neighbours(res: analysis.ImageResult) -> None:
@@ -205,54 +230,85 @@ def _detail(res: analysis.ImageResult, head) -> None:
         _verdict_block(res, head)
         provenance_view.summary(res.provenance, res.verdict)
         if not res.error:
-            _attribution(res)
+            _attribution(res, head)
     if not res.error:
         _neighbours(res)
 
 
-def _table(results: list[analysis.ImageResult]) -> None:
+def _table(results: list[analysis.ImageResult], head) -> None:
     table = analysis.results_table(results)
     counts = table["verdict"].value_counts()
-    c = st.columns(4)
-    c[0].metric("Images", len(table))
-    c[1].metric("Likely synthetic", int(counts.get(LIKELY_SYNTHETIC, 0)))
-    c[2].metric("Inconclusive", int(counts.get(INCONCLUSIVE, 0)))
-    c[3].metric("Likely real", int(counts.get(LIKELY_REAL, 0)))
+    shown = [
+        ("Images", len(table)),
+        ("Likely synthetic", int(counts.get(LIKELY_SYNTHETIC, 0))),
+        ("Inconclusive", int(counts.get(INCONCLUSIVE, 0))),
+        ("Likely real", int(counts.get(LIKELY_REAL, 0))),
+        ("Failed", int(counts.get("failed", 0))),
+    ]
+    if counts.get(TOO_SMALL, 0):
+        shown.append(("Too small", int(counts.get(TOO_SMALL, 0))))
+    for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
+        col.metric(label, value)
     st.dataframe(
         table.drop(columns=["sha256"]),
         hide_index=True,
         width="stretch",
         column_config={
             "thumbnail": st.column_config.ImageColumn("", width="small"),
+            "file": st.column_config.TextColumn("file", width="medium"),
+            "verdict": st.column_config.TextColumn("verdict", width="medium"),
+            "reason": st.column_config.TextColumn(
+                "reason", width="large", help="Why an image failed or got no verdict"
+            ),
             "p_synthetic": st.column_config.ProgressColumn(
                 "P(synthetic)", min_value=0.0, max_value=1.0, format="%.3f"
             ),
             "fidelity": st.column_config.NumberColumn("fidelity", format="%.2f"),
+            "width": st.column_config.NumberColumn("width", format="%d"),
+            "height": st.column_config.NumberColumn("height", format="%d"),
+            "kB": st.column_config.NumberColumn("kB", format="%.1f"),
             "exif": st.column_config.CheckboxColumn("EXIF"),
             "c2pa": st.column_config.CheckboxColumn("C2PA"),
             "seen before": st.column_config.CheckboxColumn("seen before"),
         },
     )
+    export = analysis.with_context(
+        table.drop(columns=["thumbnail"]), analysis.export_context(ctx, head)
+    )
     st.download_button(
         "Download results (CSV)",
-        table.drop(columns=["thumbnail"]).to_csv(index=False),
+        export.to_csv(index=False),
         file_name="cue_lens_results.csv",
         mime="text/csv",
         icon=":material/download:",
+        help="One row per image, with the backbone, detector (name, type, fingerprint), "
+        "threshold and DEMO flag on every row.",
     )
+
+
+def inspect_order(results: list[analysis.ImageResult]) -> list[int]:
+    """Indexes of ``results`` for the inspector: scored images by P(synthetic), highest first,
+    then the rest (failed or unscored) in upload order."""
+    scored = [i for i, r in enumerate(results) if r.probability is not None and not r.error]
+    rest = [i for i in range(len(results)) if i not in set(scored)]
+    return sorted(scored, key=lambda i: -results[i].probability) + rest
 
 
 def _show(results: list[analysis.ImageResult], head) -> None:
     if len(results) == 1:
         _detail(results[0], head)
         return
-    _table(results)
+    _table(results, head)
     st.divider()
     names = [f"{i + 1}. {r.name}" for i, r in enumerate(results)]
-    order = sorted(range(len(results)), key=lambda i: -(results[i].probability or -1.0))
-    pick = st.selectbox(
-        "Inspect one image (most synthetic first)", [names[i] for i in order], key="detect_pick"
-    )
+    order = inspect_order(results)
+    options = [names[i] for i in order]
+    # a new drop starts at its top-scoring image, not at what was picked in the last one
+    drop = hashlib.sha256("|".join(f"{r.name}:{r.hash}" for r in results).encode()).hexdigest()
+    if st.session_state.get("detect_pick_drop") != drop:
+        st.session_state["detect_pick_drop"] = drop
+        st.session_state["detect_pick"] = options[0]
+    pick = st.selectbox("Inspect one image (most synthetic first)", options, key="detect_pick")
     _detail(results[names.index(pick)], head)
 
 

@@ -133,9 +133,70 @@ def test_upload_many_gives_table_and_csv_and_a_readable_error_for_a_bad_file(sam
     table = next(d.value for d in at.dataframe if "p_synthetic" in d.value.columns)
     assert list(table["file"]) == ["syn.png", "real.png", "broken.png"]
     assert table["p_synthetic"].notna().sum() == 2
-    assert table.loc[2, "verdict"] == "failed" and table.loc[2, "error"]
+    # the reason sits next to the verdict; cells without a value are blank, not "None"
+    columns = list(table.columns)
+    assert columns.index("reason") == columns.index("verdict") + 1
+    assert table.loc[2, "verdict"] == "failed" and "broken.png" not in table.loc[2, "reason"]
+    assert table.loc[2, "reason"] and table.loc[0, "reason"] == ""
+    for col in ("thumbnail", "top concept → synthetic", "top concept → real", "format"):
+        assert table.loc[2, col] == "", col
+    assert str(table["width"].dtype) == "Int64"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "3" and metrics["Failed"] == "1"
     assert any(b.label.startswith("Download results") for b in at.get("download_button"))
-    assert at.selectbox(key="detect_pick").options
+    pick = at.selectbox(key="detect_pick")
+    assert pick.value.endswith("syn.png") or pick.value.endswith("real.png")
+    # pick the failed file, then drop new images: the inspector starts at the new top image
+    at = pick.select(next(o for o in pick.options if o.endswith("broken.png"))).run()
+    assert at.selectbox(key="detect_pick").value.endswith("broken.png")
+    real3 = sample_bytes(samples_dir, "real/marco-willi__clip-cues__real3.png")
+    again = [*files, ("real3.png", real3)]  # the failed file is still among the options
+    at.file_uploader(key="detect_upload").set_value([(n, d, "image/png") for n, d in again]).run()
+    assert_clean(at, "second drop")
+    table = next(d.value for d in at.dataframe if "p_synthetic" in d.value.columns)
+    top = table.loc[table["p_synthetic"].idxmax(), "file"]
+    assert at.selectbox(key="detect_pick").value.endswith(top)
+
+
+def test_a_tiny_image_gets_no_verdict_and_says_why():
+    import io
+
+    from PIL import Image
+
+    from detector.inference import TOO_SMALL
+
+    out = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(out, "PNG")
+    at = new_app().run()
+    at.file_uploader(key="detect_upload").set_value([("dot.png", out.getvalue(), "image/png")])
+    at.run()
+    assert_clean(at, "tiny")
+    verdicts = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert verdicts and TOO_SMALL.capitalize() in verdicts[0]
+    assert any("1×1 px" in w.value for w in at.warning)
+
+
+def test_results_export_names_backbone_head_threshold_and_demo():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from detector.heads import LinearProbe
+    from ui import analysis
+
+    X = np.random.default_rng(0).normal(size=(40, 8))
+    head = LinearProbe(max_epochs=2, backbone_id="tiny-clip/random").fit(X, np.arange(40) % 2)
+    head.card_ = {"name": "probe", "threshold": 0.61234567891}
+    ctx = SimpleNamespace(backbone_id="tiny-clip/random", head_option=None, demo=True)
+    result = analysis.ImageResult(name="a.png", hash="ab" * 32, n_bytes=2048, probability=0.7)
+    table = analysis.with_context(
+        analysis.results_table([result]).drop(columns=["thumbnail"]),
+        analysis.export_context(ctx, head),
+    )
+    row = table.iloc[0]
+    assert row["backbone"] == "tiny-clip/random" and row["head"] == "probe"
+    assert row["threshold"] == pytest.approx(0.612346) and bool(row["demo"])
+    assert len(row["head_fingerprint"]) == 16 and row["sha256"] == "ab" * 32
 
 
 def test_same_bytes_come_from_the_workspace(samples_dir):

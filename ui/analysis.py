@@ -203,6 +203,21 @@ def surrogate(ctx, head, vocab, dirs):
     )
 
 
+def refit_surrogate(ctx, head):
+    """Refit the head's concept surrogate on its reference set (on request only; the version
+    goes up) and forget the cached one."""
+    from concepts.attribution import workspace_surrogate
+
+    vocab = vocabulary()
+    dirs = directions(ctx, vocab)
+    ws = ctx.workspace()
+    sur = workspace_surrogate(
+        ws, head, ctx.backbone_id, dirs, list(vocab.ids), vocabulary_hash=vocab.hash, refit=True
+    )
+    _surrogate.clear()
+    return sur
+
+
 def attributions(ctx, head, projected: np.ndarray, pooled: np.ndarray, names=None):
     """Per-image ``concepts.attribution.Attribution`` for embedded images."""
     from concepts.attribution import attribute, is_concept_model
@@ -296,6 +311,7 @@ class ImageResult:
     logit: float | None = None
     probability: float | None = None
     verdict: str | None = None
+    warning: str | None = None  # e.g. too small to judge: the verdict is withheld
     thumbnail: bytes | None = None
     metadata: dict = field(default_factory=dict)
     provenance: object | None = None  # detector.provenance.Provenance
@@ -314,7 +330,14 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
     """
     from detector.extract import embed_bytes
     from detector.images import ImageDecodeError, image_metadata
-    from detector.inference import head_threshold, score_embeddings, verdict
+    from detector.inference import (
+        TOO_SMALL,
+        head_threshold,
+        image_dimensions,
+        score_embeddings,
+        too_small_reason,
+        verdict,
+    )
     from detector.provenance import safe_read_provenance
 
     start = time.perf_counter()
@@ -361,6 +384,14 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
         except ImageDecodeError:
             res.metadata = {}
         res.provenance = safe_read_provenance(data, path=res.name)
+        if res.error is None:  # the library's rule: tiny images get no verdict
+            md = res.metadata
+            size = (md.get("width"), md.get("height"))
+            if None in size:
+                size = image_dimensions(data) or (None, None)
+            res.warning = too_small_reason(*size)
+            if res.warning and res.verdict is not None:
+                res.verdict = TOO_SMALL
     elapsed = time.perf_counter() - start
     for res in results:
         res.seconds = elapsed / max(len(results), 1)
@@ -373,8 +404,30 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, CueLensError)
 
 
+def concept_poles(names) -> dict[str, tuple[str, str]]:
+    """``{concept id: (positive pole, negative pole)}`` from the default vocabulary (ids it
+    does not know are left out)."""
+    try:
+        vocab = vocabulary()
+    except Exception:  # no vocabulary: bars keep their ids
+        return {}
+    poles = dict(zip(vocab.ids, zip(vocab.positive, vocab.negative, strict=True), strict=True))
+    return {n: poles[n] for n in names if n in poles}
+
+
+def leaning_pole(row, poles: dict) -> str:
+    """The pole an image leans towards on one concept (its score above the reference: the
+    positive pole), as text; the id when the poles are unknown."""
+    pair = poles.get(row["concept"])
+    if pair is None:
+        return concept_label(row["concept"])
+    return pair[0] if float(row["score"]) >= float(row.get("reference", 0.0) or 0.0) else pair[1]
+
+
 def results_table(results: list[ImageResult]) -> pd.DataFrame:
-    """One row per upload for the sortable table and the CSV download.
+    """One row per upload for the table and the CSV download: the verdict and its reason
+    (failure or warning) up front; cells without a value are empty strings (the thumbnail
+    too), sizes are integers.
 
     Besides the verdict and metadata, each row carries what the file declares about its
     origin (``detector.provenance.declaration_columns``) and ``file vs detector``
@@ -383,45 +436,81 @@ def results_table(results: list[ImageResult]) -> pd.DataFrame:
     from detector.provenance import declaration_columns, provenance_summary
 
     rows = []
+    poles = concept_poles(
+        {c for r in results if r.attribution is not None for c in r.attribution.table["concept"]}
+    )
     for r in results:
         md = r.metadata or {}
-        top_syn = top_real = None
+        top_syn = top_real = ""
         if r.attribution is not None:
             t = r.attribution.table
             pos = t[t["contribution"] > 0]
             neg = t[t["contribution"] < 0]
-            top_syn = concept_label(pos.iloc[0]["concept"]) if len(pos) else None
-            top_real = concept_label(neg.iloc[0]["concept"]) if len(neg) else None
+            top_syn = leaning_pole(pos.iloc[0], poles) if len(pos) else ""
+            top_real = leaning_pole(neg.iloc[0], poles) if len(neg) else ""
+        camera = " ".join(x for x in (md.get("camera_make"), md.get("camera_model")) if x)
         rows.append(
             {
-                "thumbnail": data_url(r.thumbnail),
+                "thumbnail": data_url(r.thumbnail) or "",
                 "file": r.name,
+                "verdict": r.verdict or ("failed" if r.error else ""),
+                "reason": r.error or r.warning or "",
                 "p_synthetic": r.probability,
-                "verdict": r.verdict or ("failed" if r.error else None),
                 "top concept → synthetic": top_syn,
                 "top concept → real": top_real,
                 "fidelity": None if r.attribution is None else r.attribution.fidelity,
-                "camera": " ".join(x for x in (md.get("camera_make"), md.get("camera_model")) if x)
-                or None,
-                "software": md.get("software"),
+                "camera": camera,
+                "software": md.get("software") or "",
                 "exif": md.get("exif_present"),
                 "c2pa": md.get("c2pa_present"),
                 **declaration_columns(r.provenance),
                 "file vs detector": (
                     provenance_summary(r.provenance, r.verdict)["agreement"]
                     if r.provenance is not None
-                    else None
+                    else ""
                 ),
-                "format": md.get("format"),
+                "format": md.get("format") or "",
                 "width": md.get("width"),
                 "height": md.get("height"),
                 "kB": round(r.n_bytes / 1024, 1),
                 "seen before": r.cached,
-                "sha256": r.hash,
-                "error": r.error,
+                "sha256": r.hash or "",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    text = ("declared_by", "declared_generator", "c2pa_state", "c2pa_signer", "c2pa_source_type")
+    for col in text:  # blank, not "None"
+        if col in table:
+            table[col] = table[col].astype(object).where(table[col].notna(), "")
+    for col in ("width", "height"):
+        if col in table:
+            table[col] = pd.array(table[col], dtype="Int64")
+    return table
+
+
+def export_context(ctx, head) -> dict:
+    """What a downloaded table needs to be read later: backbone, detector, threshold, demo."""
+    from concepts.attribution import head_fingerprint
+    from detector.inference import head_threshold
+
+    option = getattr(ctx, "head_option", None)
+    card = getattr(head, "card_", None) or {}
+    return {
+        "backbone": ctx.backbone_id,
+        "head": (option.name if option else card.get("name")) if head is not None else "",
+        "head_type": getattr(head, "head_type", "") if head is not None else "",
+        "head_fingerprint": head_fingerprint(head) if head is not None else "",
+        "threshold": round(head_threshold(head), 6) if head is not None else None,
+        "demo": bool(ctx.demo or card.get("demo")),
+    }
+
+
+def with_context(table: pd.DataFrame, context: dict) -> pd.DataFrame:
+    """``table`` with one column per ``context`` entry (same value on every row), appended."""
+    out = table.copy()
+    for key, value in context.items():
+        out[key] = [value] * len(out)
+    return out
 
 
 # -- generators --------------------------------------------------------------------------------

@@ -31,6 +31,14 @@ def concept_label(concept_id: str) -> str:
     return str(concept_id).replace("_", " ")
 
 
+def pole_pair_label(concept_id: str, poles: tuple[str, str] | None) -> str:
+    """Both poles of an antonym concept (``natural color saturation ↔ oversaturated neon
+    colors``): a bar's sign then reads either way; the id when the poles are unknown."""
+    if not poles:
+        return concept_label(concept_id)
+    return f"{poles[0]} ↔ {poles[1]}"
+
+
 def _style(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     legend = (
         any(getattr(t, "showlegend", None) is not False for t in fig.data) and len(fig.data) > 1
@@ -163,17 +171,24 @@ def attribution_bar(
     labels = shown["label"].tolist()
     values = shown["contribution"].astype(float).tolist()
     colours = [SYNTHETIC_COLOUR if v > 0 else REAL_COLOUR for v in values]
+    leans = (
+        [f"this image leans towards: {x}" for x in shown["leans"]]
+        if "leans" in shown
+        else [""] * len(labels)
+    )
     if residual is not None and np.isfinite(residual):
         labels = ["unexplained (residual)", *labels]
         values = [float(residual), *values]
         colours = [NEUTRAL_COLOUR, *colours]
+        leans = ["the part of the logit concepts do not explain", *leans]
     fig = go.Figure(
         go.Bar(
             x=values,
             y=labels,
             orientation="h",
             marker_color=colours,
-            hovertemplate="%{y}: %{x:+.3f} logit<extra></extra>",
+            customdata=leans,
+            hovertemplate="%{y}: %{x:+.3f} logit<br>%{customdata}<extra></extra>",
             text=[f"{v:+.2f}" for v in values],
             textposition="outside",
             cliponaxis=False,
