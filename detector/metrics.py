@@ -38,6 +38,7 @@ PAIRINGS = ("shared", "matched")
 UNKNOWN_GENERATOR = "unknown"
 DEFAULT_TARGET_FPR = 0.05
 DEFAULT_N_BOOT = 1000
+MIN_RELIABLE_GROUP = 10  # images of a class in a group below which a metric gets a caveat
 _CHUNK_ELEMENTS = 4_000_000  # bootstrap weights per chunk (rows x images), bounds memory
 
 TIDY_COLUMNS = [
@@ -297,6 +298,18 @@ def normalise_generators(y, generator) -> np.ndarray:
     return out.astype(object)
 
 
+def small_group_note(n_fake: int, n_real: int, min_n: int = MIN_RELIABLE_GROUP) -> str | None:
+    """A caveat for a metric computed on fewer than ``min_n`` fakes or reals, else None.
+
+    AP or AUC over one or two images is a coin flip, not a measurement; the dashboard shows
+    such values with this note and the CLI lists it in the ``note`` column.
+    """
+    small = [f"{n} {what}" for n, what in ((n_fake, "fake"), (n_real, "real")) if n < min_n]
+    if not small:
+        return None
+    return f"only {' and '.join(small)} image(s): too few for a reliable value"
+
+
 def _generator_subsets(y, gens, pairing, group):
     """For each generator: (indices of its fakes + its reals, n_real, n_fake, note)."""
     real_idx = np.flatnonzero(y == 0)
@@ -468,6 +481,7 @@ def evaluate(
         lo, hi = _interval(np.concatenate(dists[key]), ci) if dists[key] else (math.nan, math.nan)
         if g is not None:
             n_real, n_fake, note = subsets[g][1], subsets[g][2], subsets[g][3]
+            note = note or small_group_note(n_fake, n_real)
         else:
             n_real, n_fake, note = n_real_all, n_fake_all, None
         rows.append(

@@ -170,11 +170,27 @@ def one_concept(report) -> None:
     scores = data.scores[:, names.index(pick)]
     row = auc[auc["concept"] == pick]
     if len(row):
+        from detector.metrics import small_group_note
+
         gens = [c for c in auc.columns if c not in ("concept", "category", "all")]
-        aucs = " · ".join(f"{g} {row.iloc[0][g]:.2f}" for g in gens if pd.notna(row.iloc[0][g]))
+        labels = data.meta["label"].astype("Int64")
+        n_real = int((labels == 0).sum())
+        n_fake = data.meta.loc[labels == 1, "generator"].value_counts()
+        caveats = {g: small_group_note(int(n_fake.get(g, 0)), n_real) for g in gens}
+        aucs = " · ".join(
+            f"{g} {row.iloc[0][g]:.2f}" + (" †" if caveats[g] else "")
+            for g in gens
+            if pd.notna(row.iloc[0][g])
+        )
         st.caption(
             f"AUC of this score alone, synthetic vs real: {row.iloc[0]['all']:.2f} "
             f"(per generator: {aucs}). 0.5 = no separation."
+            + (
+                " † too few images for a reliable AUC: "
+                + "; ".join(f"{g}: {c}" for g, c in caveats.items() if c)
+                if any(caveats.values())
+                else ""
+            )
         )
     _score_views(data.meta, scores, f"Scores on “{label_of(pick)}”", "one")
 

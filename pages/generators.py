@@ -97,23 +97,41 @@ def ap_section(head, subset, split, pairing) -> None:
                 ],
                 "fakes": ap["n_fake"],
                 "reals": ap["n_real"],
+                "note": ap["note"].fillna(""),
             }
         )
-        notes = [n for n in ap["note"].dropna().unique() if n]
         st.dataframe(
             shown,
             hide_index=True,
             width="stretch",
-            column_config={"AP": st.column_config.NumberColumn("AP", format="%.3f")},
+            column_config={
+                "generator": st.column_config.TextColumn("generator", width="small"),
+                "AP": st.column_config.NumberColumn("AP", format="%.3f", width="small"),
+                "95% CI": st.column_config.TextColumn("95% CI", width="small"),
+                "fakes": st.column_config.NumberColumn("fakes", format="%d", width="small"),
+                "reals": st.column_config.NumberColumn("reals", format="%d", width="small"),
+                "note": st.column_config.TextColumn("note", width="medium"),
+            },
         )
-        for note in notes:
-            st.caption(f"Note: {note}")
+        small = ap[ap["note"].fillna("").str.contains("too few")]
+        if len(small):
+            st.warning(
+                f"{len(small)} generator(s) have too few images for a reliable AP "
+                f"({', '.join(map(str, small['generator']))}): read their values as anecdotes.",
+                icon=":material/warning:",
+            )
+        if not m.empty and isinstance(m["note"].iloc[0], str):
+            st.caption(f"Note: {m['note'].iloc[0]}")
+        context = analysis.export_context(ctx, head)
+        export = analysis.with_context(table, {**context, "split": split, "pairing": pairing})
         st.download_button(
             "Download AP table (CSV)",
-            table.to_csv(index=False),
+            export.to_csv(index=False),
             file_name=f"ap_{split}_{pairing}.csv",
             mime="text/csv",
             icon=":material/download:",
+            help="With the backbone, detector, threshold, DEMO flag, split and pairing on "
+            "every row.",
         )
     with right:
         st.plotly_chart(charts.ap_bar(table), width="stretch", key="ap_bar")
