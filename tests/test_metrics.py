@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -223,3 +224,16 @@ def test_tidy_table_and_json():
     assert '"mAP"' in text and doc["split"] == "test"
     assert {r["generator"] for r in doc["per_generator"]} == {"A", "B"}
     assert "fake_accuracy@validation" in doc["summary"]
+
+
+def test_a_generator_of_one_image_gets_a_caveat():
+    from detector.metrics import small_group_note
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(30), np.ones(30), np.ones(1)].astype(int)
+    gens = np.array([None] * 30 + ["big"] * 30 + ["lonely"], dtype=object)
+    table = per_generator_ap(y, rng.normal(size=len(y)) + y, gens, n_boot=0)
+    ap = table[table["metric"] == "ap"].set_index("generator")
+    assert "1 fake" in ap.loc["lonely", "note"] and "too few" in ap.loc["lonely", "note"]
+    assert pd.isna(ap.loc["big", "note"])
+    assert small_group_note(10, 10) is None and small_group_note(9, 100).startswith("only 9")
