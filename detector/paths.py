@@ -8,8 +8,10 @@ Two places matter:
   A dashboard is a server; without a limit anyone who can reach it could make it read (and
   show thumbnails of) any image on the machine. ``CUE_LENS_DATA_ROOT`` lists the allowed
   folders (``os.pathsep``-separated, e.g. ``/data:/mnt/images``). When it is not set the
-  roots are the user's home directory and the directory the server was started from; a root
-  that is the filesystem root (``/``, ``C:\\``) is only honoured when listed explicitly.
+  roots are the user's home directory, the directory the server was started from and, when
+  present, the project's sample images next to the checkout (``../shared/samples``, so the
+  README's examples work as written); a root that is the filesystem root (``/``, ``C:\\``)
+  is only honoured when listed explicitly.
 
 Paths are compared after resolving symbolic links and ``..``, so a link inside a data root
 that points outside it is refused as well.
@@ -58,6 +60,9 @@ def default_workspace_dir() -> Path:
     return Path(env).expanduser() if env else cue_lens_home() / "workspace"
 
 
+PROJECT_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+
+
 def _is_filesystem_root(path: Path) -> bool:
     return path == Path(path.anchor)
 
@@ -72,6 +77,8 @@ def data_roots(env: str | None = None) -> list[Path]:
         roots = [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p.strip()]
     else:
         candidates = [Path.home(), Path.cwd()]
+        if PROJECT_SAMPLES.is_dir():
+            candidates.append(PROJECT_SAMPLES)
         roots = [p.resolve() for p in candidates if not _is_filesystem_root(p.resolve())]
     unique: list[Path] = []
     for root in roots:
@@ -100,10 +107,12 @@ def check_data_path(path: str | os.PathLike, roots: list[Path] | None = None) ->
     resolved = Path(text).expanduser().resolve()
     if not roots or not any(resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots) or "none"
+        folder = resolved.parent if resolved.suffix else resolved  # no look at the disk
         raise PathNotAllowedError(
             f"{text}: outside the allowed data folders ({allowed}). Move the data below one of "
-            f"them, or start the app with {ENV_DATA_ROOT}=/path/to/data (several folders "
-            f"separated by '{os.pathsep}')."
+            f"them, or restart the app with this folder allowed: "
+            f"`{ENV_DATA_ROOT}={folder} make run` (several folders separated by "
+            f"'{os.pathsep}'; the variable replaces the defaults)."
         )
     if not resolved.exists():
         raise CueLensError(f"{text}: no such file or folder")

@@ -71,8 +71,9 @@ def test_refused_outside_says_nothing_about_existence(tmp_path):
     for p in ("/etc", "/definitely/not/here"):
         with pytest.raises(PathNotAllowedError) as err:
             check_data_path(p, roots=[tmp_path.resolve()])
-        msgs.append(str(err.value).split(":", 1)[1])
-    assert msgs[0] == msgs[1]
+        # the message repeats the path typed (in the command to allow it), nothing more
+        msgs.append(str(err.value).split(":", 1)[1].replace(p, "PATH"))
+    assert msgs[0] == msgs[1] and "CUE_LENS_DATA_ROOT=PATH make run" in msgs[0]
 
 
 def test_home_and_workspace_follow_the_environment(monkeypatch, tmp_path):
@@ -112,3 +113,20 @@ def test_browser_backbone_paths_must_be_inside_the_roots(tmp_path):
     check_browser_backbone("ViT-B-16", "/opt/models/clip.pt", roots, trusted=server)
     with pytest.raises(PathNotAllowedError):
         check_browser_backbone("ViT-B-16", "/opt/models/other.pt", roots, trusted=server)
+
+
+def test_the_readme_sample_manifest_is_allowed_by_default(monkeypatch, tmp_path):
+    from detector.paths import PROJECT_SAMPLES
+
+    if not (PROJECT_SAMPLES / "manifest.csv").is_file():
+        pytest.skip(f"shared sample images not found at {PROJECT_SAMPLES}")
+    monkeypatch.delenv("CUE_LENS_DATA_ROOT", raising=False)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # `make run` starts here
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path))
+    got = check_data_path("../shared/samples/manifest.csv")
+    assert got == (PROJECT_SAMPLES / "manifest.csv").resolve()
+    # with the variable set, only what it lists is allowed, and the refusal gives the command
+    monkeypatch.setenv("CUE_LENS_DATA_ROOT", str(tmp_path))
+    with pytest.raises(PathNotAllowedError) as err:
+        check_data_path("../shared/samples/manifest.csv")
+    assert f"`CUE_LENS_DATA_ROOT={PROJECT_SAMPLES.resolve()} make run`" in str(err.value)
