@@ -365,6 +365,52 @@ def test_workspace_chooser_refuses_a_folder_outside_the_allowed_ones():
     assert not Path("/etc/cue_lens_ws").exists()
 
 
+def _train_tiny_head(ws_path: Path, demo_home: Path, name: str) -> str:
+    """A workspace holding the demo's images and a head trained there; the head's option key."""
+    from detector.demo import ensure_demo
+    from detector.store import Workspace
+    from detector.train import train_head
+
+    demo_ws = Path(ensure_demo(demo_home).workspace)
+    shutil.copytree(demo_ws, ws_path)
+    with Workspace(ws_path) as ws:
+        train_head(ws, "linear", backbone_id="tiny-clip/random", out=name, params={"max_epochs": 2})
+    return f"workspace:{name}"
+
+
+def test_workspace_and_head_live_in_the_url_and_recent_workspaces(tmp_path, demo_home):
+    key = _train_tiny_head(tmp_path / "mine", demo_home, "my_probe")
+    at = new_app().run()
+    at.text_input(key="cl_ws_input").set_value(str(tmp_path / "mine"))
+    at.button(key="cl_ws_open").click()
+    at.run()
+    assert_clean(at, "open")
+    assert at.query_params["workspace"] == str((tmp_path / "mine").resolve())
+    at.sidebar.selectbox(key="cl_head_select").set_value(key).run()
+    assert at.query_params["head"] == key
+    # a reload: a new session with the same URL opens the same workspace and head
+    again = new_app()
+    again.query_params.update(at.query_params)
+    again.run()
+    assert_clean(again, "reload")
+    assert "mine" in again.sidebar.code[0].value
+    assert again.sidebar.selectbox(key="cl_head_select").value == key
+    # back to the default; the workspace is offered among the recent ones
+    again.button(key="cl_ws_def").click().run()
+    assert "workspace" not in again.query_params
+    recent = again.sidebar.selectbox(key="cl_ws_recent")
+    assert str((tmp_path / "mine").resolve()) in recent.options
+
+
+def test_a_link_to_a_workspace_outside_the_allowed_folders_is_refused(tmp_path):
+    at = new_app()
+    at.query_params["workspace"] = "/etc"
+    at.run()
+    assert_clean(at, "link outside")
+    assert any("link's workspace was not opened" in e.value for e in at.error)
+    assert "/etc" not in at.sidebar.code[0].value
+
+
 def test_missing_released_head_is_a_message_not_a_traceback(monkeypatch, tmp_path):
     """With real weights reported available, the default released head cannot be fetched
     offline: every page says so and keeps working."""

@@ -27,6 +27,10 @@ KEY_BACKBONE = "cl_backbone_request"  # BackboneSpec chosen in the sidebar (None
 KEY_WORKSPACE = "cl_workspace_path"  # str chosen in the sidebar (None: the mode's default)
 KEY_HEAD = "cl_head_key"  # HeadOption.key chosen in the sidebar
 _CTX = "cl_context"
+_URL_READ = "cl_url_read"  # the session has taken its workspace and head from the URL
+URL_WORKSPACE, URL_HEAD = "workspace", "head"  # query parameters: a reload keeps the view
+RECENT_FILE = "recent_workspaces.json"  # in the Cue Lens home
+RECENT_MAX = 8
 
 
 @dataclass
@@ -129,12 +133,103 @@ def demo_info():
     return job.result
 
 
+def workspace_roots() -> list[Path]:
+    """Where a workspace may be opened from the browser: the data roots and the Cue Lens home."""
+    from detector.paths import cue_lens_home, data_roots
+
+    roots = data_roots()
+    home = cue_lens_home().expanduser().resolve()
+    return roots if home in roots else [*roots, home]
+
+
+def allowed_workspace(path: str, *, must_exist: bool = False) -> Path:
+    """``path`` resolved when a browser may open it as a workspace; a readable error if not.
+
+    A new workspace (``must_exist`` False) needs an allowed, existing parent folder.
+    """
+    from detector.paths import check_data_path
+
+    resolved = Path(str(path).strip()).expanduser().resolve()
+    if resolved.exists() or must_exist:
+        check_data_path(resolved, workspace_roots())
+    else:
+        check_data_path(resolved.parent, workspace_roots())
+    return resolved
+
+
+def recent_workspaces() -> list[Path]:
+    """Workspaces opened from the dashboard before, newest first (those still there)."""
+    import json
+
+    from detector.paths import cue_lens_home
+
+    try:
+        names = json.loads((cue_lens_home() / RECENT_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for name in names if isinstance(names, list) else []:
+        p = Path(str(name))
+        if p.is_dir() and p not in out:
+            out.append(p)
+    return out[:RECENT_MAX]
+
+
+def remember_workspace(path: Path) -> None:
+    """Put ``path`` first in the recent workspaces (kept in the Cue Lens home)."""
+    import json
+
+    from detector.paths import cue_lens_home
+
+    names = [str(path), *(str(p) for p in recent_workspaces() if p != path)][:RECENT_MAX]
+    target = cue_lens_home() / RECENT_FILE
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(names, indent=1))
+        tmp.replace(target)
+    except OSError:  # a read-only home: the list is a convenience
+        pass
+
+
+def _read_url(problems: list[str]) -> None:
+    """On a session's first run, take the workspace and head from the URL (a reload or a
+    shared link); a workspace outside the allowed folders is refused with a message."""
+    if st.session_state.get(_URL_READ):
+        return
+    st.session_state[_URL_READ] = True
+    params = st.query_params
+    wanted = params.get(URL_WORKSPACE)
+    if wanted and not st.session_state.get(KEY_WORKSPACE):
+        try:
+            st.session_state[KEY_WORKSPACE] = str(allowed_workspace(wanted, must_exist=True))
+        except Exception as exc:
+            problems.append(f"The link's workspace was not opened: {exc}")
+    head = params.get(URL_HEAD)
+    if head and not st.session_state.get(KEY_HEAD):
+        st.session_state[KEY_HEAD] = head
+
+
+def _write_url(ctx: AppContext) -> None:
+    """Keep the URL in step with the session's choices (so a reload opens the same view)."""
+    want = {
+        URL_WORKSPACE: st.session_state.get(KEY_WORKSPACE),
+        URL_HEAD: ctx.head_option.key if ctx.head_option else None,
+    }
+    for name, value in want.items():
+        if value and st.query_params.get(name) != value:
+            st.query_params[name] = value
+        elif not value and name in st.query_params:
+            del st.query_params[name]
+
+
 def resolve() -> AppContext:
     """Work out this run's context from the session's choices and what is available."""
     from detector.backbone import DEFAULT_MODEL
 
-    requested = st.session_state.get(KEY_BACKBONE) or default_backbone_spec()
     problems: list[str] = []
+    _read_url(problems)
+    requested = st.session_state.get(KEY_BACKBONE) or default_backbone_spec()
     message = ""
     if requested.is_demo:
         spec, auto_demo = DEMO_SPEC, False
@@ -169,6 +264,7 @@ def resolve() -> AppContext:
 
     ctx.heads = adapters.head_options(ctx.workspace(), ctx.backbone_id)
     ctx.head_option = _pick_head(ctx)
+    _write_url(ctx)
     st.session_state[_CTX] = ctx
     return ctx
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import streamlit as st
 
 from detector.backbone import resolve_device, resolve_precision
-from detector.paths import check_data_path, cue_lens_home, data_roots
 from ui import context, resources, views
 from ui.context import KEY_BACKBONE, KEY_HEAD, KEY_WORKSPACE, AppContext
 from ui.settings import (
@@ -100,6 +99,19 @@ def _workspace_panel(ctx: AppContext) -> None:
         )
         if st.button("Open workspace", key="cl_ws_open", type="primary"):
             _open_workspace(path)
+        recent = [p for p in context.recent_workspaces() if p != ctx.workspace_path]
+        if recent:
+            pick = st.selectbox(
+                "Recent workspaces",
+                [str(p) for p in recent],
+                index=None,
+                placeholder="Open a recent workspace",
+                format_func=lambda p: _short_path(Path(p)),
+                key="cl_ws_recent",
+            )
+            if pick:
+                st.session_state.pop("cl_ws_recent", None)
+                _open_workspace(pick)
         if st.session_state.get(KEY_WORKSPACE) and st.button("Back to default", key="cl_ws_def"):
             st.session_state.pop(KEY_WORKSPACE, None)
             st.rerun()
@@ -140,25 +152,19 @@ def _refresh_counts() -> None:
 
 
 def _workspace_roots() -> list[Path]:
-    roots = data_roots()
-    home = cue_lens_home().expanduser().resolve()
-    return roots if home in roots else [*roots, home]
+    return context.workspace_roots()
 
 
 def _open_workspace(path: str) -> None:
     try:
-        text = path.strip()
-        resolved = Path(text).expanduser().resolve()
-        if not resolved.exists():
-            # a new workspace: its parent must be allowed (and exist)
-            check_data_path(resolved.parent, _workspace_roots())
-        else:
-            check_data_path(resolved, _workspace_roots())
+        resolved = context.allowed_workspace(path)
         resources.workspace(resolved)  # opens (or creates) it; errors are readable
     except Exception as exc:
         views.show_error(exc)
         return
     st.session_state[KEY_WORKSPACE] = str(resolved)
+    st.session_state.pop(KEY_HEAD, None)  # the new workspace offers its own heads
+    context.remember_workspace(resolved)
     st.rerun()
 
 
