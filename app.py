@@ -16,9 +16,6 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `streamlit run` from elsewhere: the library is next to us
     sys.path.insert(0, str(HERE))
 
-from ui import views  # noqa: E402
-from ui.frame import render_frame, run_page  # noqa: E402
-
 st.set_page_config(
     page_title="Cue Lens",
     # An emoji favicon is drawn by the browser from an inline SVG; a ":material/...:" one
@@ -46,6 +43,21 @@ PAGES = {
     ],
 }
 
+# The navigation and a start-up notice come first: the library (torch, open_clip) takes
+# seconds to import on the first run of a server process, and the user sees progress meanwhile
+# instead of an empty page (the pages/ folder's raw menu is off in .streamlit/config.toml).
 page = st.navigation(PAGES)
+boot = st.empty()
+if "ui.frame" not in sys.modules:
+    with boot.container():
+        st.progress(
+            0.02, text="Starting Cue Lens: loading the detector library (first start only)…"
+        )
+        st.caption("Then: checking for backbone weights, and the offline demo if there are none.")
+
+from ui import views  # noqa: E402
+from ui.frame import render_frame, run_page  # noqa: E402
+
+boot.empty()
 views.guarded(render_frame)
 run_page(page)

@@ -263,6 +263,20 @@ def demo_state(workspace) -> dict | None:
     return workspace.get_json(STATE_NAMESPACE, STATE_KEY)
 
 
+DEMO_AUDIT_NOTE = (
+    "Expected here: this is Cue Lens' built-in demo data. Its procedural 'real' images carry "
+    "sensor-like grain, which compresses worse than the smooth synthetic ones, so file size "
+    "separates the classes by construction (formats and sizes are balanced). On your own data "
+    "the same warning means a shortcut a detector could learn."
+)
+
+
+def audit_note(workspace) -> str | None:
+    """What to say above a bias audit of ``workspace``: ``DEMO_AUDIT_NOTE`` for the demo's own
+    workspace (its warnings are expected), None for any other."""
+    return DEMO_AUDIT_NOTE if demo_state(workspace) is not None else None
+
+
 def _state_is_current(state: dict | None, folder: Path) -> bool:
     if not state or state.get("version") != DEMO_VERSION:
         return False

@@ -325,6 +325,11 @@ def _audit_report(stored, current: bool) -> None:
         "of each class."
     )
     warnings = report.warnings
+    from detector.demo import audit_note
+
+    note = audit_note(ws) if warnings else None
+    if note:
+        st.info(note, icon=":material/science:")
     if not warnings:
         st.success(
             "No file property alone separates real from synthetic images here: format, "

@@ -668,6 +668,17 @@ def test_data_page_audit_flags_reals_and_fakes_of_different_sizes(tmp_path, tiny
 
     with Workspace(ws_path) as ws:
         assert ws.get_json(AUDIT_NAMESPACE, AUDIT_KEY)["report"]["flagged"] == len(warnings)
+    # on the user's own data the warnings stand alone: no "expected here" note
+    assert not any("built-in demo data" in i.value for i in at.info)
+
+
+def test_the_demo_audit_is_labelled_as_expected():
+    at = new_app().run()  # the demo workspace
+    at.switch_page("pages/data.py").run()
+    assert_clean(at, "demo audit")
+    flagged = [w.value for w in at.warning if "separates real from synthetic" in w.value]
+    notes = [i.value for i in at.info if "built-in demo data" in i.value]
+    assert flagged and notes and "Expected here" in notes[0]
 
 
 def test_audit_of_a_fair_dataset_says_nothing_is_flagged(tmp_path, tiny_backbone):

@@ -223,8 +223,12 @@ def _write_url(ctx: AppContext) -> None:
             del st.query_params[name]
 
 
-def resolve() -> AppContext:
-    """Work out this run's context from the session's choices and what is available."""
+def resolve(on_demo=None) -> AppContext:
+    """Work out this run's context from the session's choices and what is available.
+
+    ``on_demo()`` is called as soon as demo mode is known, before the demo is prepared (the
+    frame draws the DEMO banner then, so it is on screen while the progress bar runs).
+    """
     from detector.backbone import DEFAULT_MODEL
 
     problems: list[str] = []
@@ -241,6 +245,8 @@ def resolve() -> AppContext:
         if not ok and requested.model != DEFAULT_MODEL:
             problems.append(f"{requested.label}: weights not available; using the demo instead.")
     demo = spec.is_demo
+    if demo and on_demo is not None:
+        on_demo()
     info = demo_info() if demo else None
     chosen = st.session_state.get(KEY_WORKSPACE)
     if chosen:

@@ -50,15 +50,19 @@ def page_context() -> AppContext:
 
 
 def render_frame() -> AppContext:
-    """Resolve this run's context and draw the sidebar and the notices at the top."""
-    ctx = context.resolve()
+    """Resolve this run's context and draw the sidebar and the notices at the top.
+
+    The DEMO banner is drawn as soon as demo mode is known, before the demo is prepared."""
+    banner = st.empty()
+    ctx = context.resolve(on_demo=lambda: views.demo_banner_text(banner))
     with st.sidebar:
         _workspace_panel(ctx)
         st.divider()
         _backbone_panel(ctx)
         st.divider()
         _detector_panel(ctx)
-    views.demo_banner(ctx)
+    with banner.container():
+        views.demo_banner(ctx)
     views.weights_notice(ctx)
     views.problems(ctx)
     return ctx

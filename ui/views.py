@@ -23,16 +23,22 @@ log = logging.getLogger("cue_lens.ui")
 INTERNAL_ERROR = "Something went wrong on this page"
 
 
+DEMO_HOW = (
+    "Scores, verdicts and concepts below come from the built-in `tiny-clip` with random "
+    "weights and a procedural demo dataset: they only show how Cue Lens works. "
+    "To use the real detector, provide CLIP weights (see *How to use real weights*)."
+)
+
+
+def demo_banner_text(slot=None) -> None:
+    """The DEMO banner itself (into ``slot`` when given)."""
+    (slot or st).warning(f"**{DEMO_BANNER}**  \n{DEMO_HOW}", icon=":material/science:")
+
+
 def demo_banner(ctx) -> None:
     """The demo marker every page carries while tiny-clip is in use."""
-    if not ctx.demo:
-        return
-    how = (
-        "Scores, verdicts and concepts below come from the built-in `tiny-clip` with random "
-        "weights and a procedural demo dataset: they only show how Cue Lens works. "
-        "To use the real detector, provide CLIP weights (see *How to use real weights*)."
-    )
-    st.warning(f"**{DEMO_BANNER}**  \n{how}", icon=":material/science:")
+    if ctx.demo:
+        demo_banner_text()
 
 
 def weights_notice(ctx) -> None:
