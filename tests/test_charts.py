@@ -275,3 +275,36 @@ def test_restyle_wraps_a_long_title_and_makes_room_for_it():
     assert styled.layout.title.text.replace("<br>", " ") == long
     assert styled.layout.height == 300 + 2 * 22 and styled.layout.margin.t > 34
     assert styled.layout.title.pad.t == 27
+
+
+def test_a_legend_of_seven_generators_gets_rows_of_its_own_above_the_plot():
+    gens7 = ["BigGAN", "CycleGAN", "ProGAN", "StyleGAN", "stable-diffusion", "midjourney", "dalle"]
+    rng = np.random.default_rng(0)
+    n = 20
+    y = np.r_[np.zeros(n), np.ones(n * len(gens7))].astype(int)
+    gens = np.array([None] * n + [g for g in gens7 for _ in range(n)], dtype=object)
+    scores = rng.normal(size=len(y)) + y
+    rows = charts.legend_rows(gens7)
+    assert rows >= 2 and charts.legend_rows(["a", "b"]) == 1
+    for fig in (charts.pr_curves(y, scores, gens), charts.roc_curves(y, scores, gens)):
+        # the top margin holds the title (34 px) and every legend row, so neither covers the other
+        assert fig.layout.margin.t >= 34 + rows * charts.LEGEND_ROW_PX
+        assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y == 1.0
+
+
+def test_pole_pair_label_names_both_poles():
+    assert charts.pole_pair_label("warm_tones", ("warm golden tones", "cold bluish tones")) == (
+        "warm golden tones ↔ cold bluish tones"
+    )
+    assert charts.pole_pair_label("warm_tones", None) == "warm tones"
+    table = pd.DataFrame(
+        {
+            "concept": ["a", "b"],
+            "contribution": [0.5, -0.3],
+            "label": ["x ↔ y", "u ↔ v"],
+            "leans": ["x", "v"],
+        }
+    )
+    fig = charts.attribution_bar(table)
+    assert list(fig.data[0].y) == ["u ↔ v", "x ↔ y"]
+    assert "this image leans towards: v" in list(fig.data[0].customdata)

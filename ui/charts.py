@@ -39,14 +39,32 @@ def pole_pair_label(concept_id: str, poles: tuple[str, str] | None) -> str:
     return f"{poles[0]} ↔ {poles[1]}"
 
 
+LEGEND_WIDTH_PX = 520  # the narrowest a chart with a legend is drawn (half a wide page)
+LEGEND_ROW_PX = 24
+
+
+def legend_rows(names: Sequence[str], width_px: int = LEGEND_WIDTH_PX) -> int:
+    """Rows a horizontal legend of ``names`` takes in ``width_px`` (about 7 px per character
+    plus 45 px for the symbol and gap per entry): the room kept above the plot for it."""
+    rows, used = 1, 0
+    for name in names:
+        w = 45 + 7 * len(str(name))
+        if used and used + w > width_px:
+            rows, used = rows + 1, 0
+        used += w
+    return rows
+
+
 def _style(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
-    legend = (
-        any(getattr(t, "showlegend", None) is not False for t in fig.data) and len(fig.data) > 1
-    )
-    top = (34 if title else 8) + (28 if legend else 0)
+    entries = [t.name for t in fig.data if getattr(t, "showlegend", None) is not False]
+    legend = len(entries) > 0 and len(fig.data) > 1
+    legend_px = LEGEND_ROW_PX * legend_rows(entries) + 4 if legend else 0
+    # the title sits at the top of the figure, the legend between it and the plot: the top
+    # margin holds both, so a legend of many generators never covers the title
+    top = (34 if title else 8) + legend_px
     fig.update_layout(
         template="plotly_white",
-        height=height + (28 if legend else 0),
+        height=height + legend_px,
         font=FONT,
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         title={
@@ -564,7 +582,9 @@ def score_overlap(
             text=f"threshold {threshold:.2f}",
             showarrow=False,
             xanchor="left",
-            yanchor="bottom",
+            yanchor="top",  # inside the plot, clear of the legend above it
+            xshift=4,
+            bgcolor="rgba(255,255,255,0.8)",
             font={"size": 12},
         )
     fig.update_layout(barmode="overlay")
