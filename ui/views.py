@@ -127,6 +127,32 @@ def job_panel(job: Job, *, key: str, keeps_work: bool = True) -> None:
         st.error(f"{job.title}: {job.error}", icon=":material/error:")
 
 
+def card_value(value) -> str:
+    """A model-card value as a reader wants it: floats to 4 significant digits, lists joined,
+    nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(card_value(v) for v in value)
+    return str(value)
+
+
+def flat_items(doc: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, readable value)`` pairs of a nested dict (for the validation block)."""
+    out: list[tuple[str, str]] = []
+    for k, v in doc.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += flat_items(v, f"{name}.")
+        else:
+            out.append((name, card_value(v)))
+    return out
+
+
 def model_card(card: dict, *, key: str) -> None:
     """A head's model card: the facts an analyst checks first, then the full JSON."""
     if not card:
@@ -143,14 +169,24 @@ def model_card(card: dict, *, key: str) -> None:
         "created": card.get("created"),
         "demo": "yes: random-weights backbone" if card.get("demo") else "no",
     }
-    table = pd.DataFrame(
-        {"field": list(rows), "value": ["" if v is None else str(v) for v in rows.values()]}
+    # markdown lines wrap where a table cell would cut long paths and numbers
+    st.markdown(
+        "  \n".join(
+            f"**{field}**: {card_value(value)}"
+            for field, value in rows.items()
+            if card_value(value)
+        )
     )
-    st.dataframe(table, hide_index=True, width="stretch")
     validation = card.get("validation")
     if isinstance(validation, dict) and validation:
         st.caption("Validation")
-        st.json(validation, expanded=False)
+        items = flat_items(validation)
+        st.dataframe(
+            pd.DataFrame(items, columns=["metric", "value"]),
+            hide_index=True,
+            width="stretch",
+            height=min(320, 38 + 35 * len(items)),
+        )
     text = json.dumps(card, indent=2, default=str)
     st.download_button(
         "Download model card (JSON)",
@@ -161,7 +197,7 @@ def model_card(card: dict, *, key: str) -> None:
         icon=":material/download:",
     )
     with st.expander("Full model card"):
-        st.code(text, language="json")
+        st.code(text, language="json", wrap_lines=True)
 
 
 def _training_text(training) -> str | None:
