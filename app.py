@@ -45,8 +45,14 @@ PAGES = {
 
 # The navigation and a start-up notice come first: the library (torch, open_clip) takes
 # seconds to import on the first run of a server process, and the user sees progress meanwhile
-# instead of an empty page (the pages/ folder's raw menu is off in .streamlit/config.toml).
-page = st.navigation(PAGES)
+# instead of an empty page. Streamlit's own menu is off (.streamlit/config.toml): before the
+# first run it would list the raw files of pages/; these links are drawn instead.
+page = st.navigation(PAGES, position="hidden")
+with st.sidebar:
+    for entries in PAGES.values():
+        for entry in entries:
+            st.page_link(entry, label=entry.title, icon=entry.icon)
+    st.divider()
 boot = st.empty()
 if "ui.frame" not in sys.modules:
     with boot.container():

@@ -14,6 +14,7 @@ see docs/dashboard.md). ``.ci/run`` installs Chromium when it is missing; withou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -63,20 +64,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path_factory, tmp_path):
-    """The dashboard as a user starts it, in offline demo mode; yields its URL."""
-    from detector.demo import ensure_demo
-
-    shared = tmp_path_factory.getbasetemp() / "cue_lens_home"  # built once, with the AppTests
-    ensure_demo(shared)
-    # a copy: the sweep, the audit and the head trained here stay out of the AppTests' demo
-    home = tmp_path_factory.mktemp("home")
-    shutil.copytree(shared, home, dirs_exist_ok=True)
+@contextlib.contextmanager
+def run_server(home: Path, log_path: Path, **env_extra: str):
+    """``streamlit run app.py`` as a user starts it, offline, with ``CUE_LENS_HOME=home``;
+    yields its URL and fails the test if the server log shows a traceback."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "CUE_LENS_"))}
-    env.update(CUE_LENS_HOME=str(home), CUE_LENS_OFFLINE="1", CUE_LENS_DATA_ROOT=str(tmp_path))
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    env.update(CUE_LENS_HOME=str(home), CUE_LENS_OFFLINE="1", **env_extra)
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -109,7 +104,7 @@ def server(tmp_path_factory, tmp_path):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{(tmp_path / 'server.log').read_text()}")
+                pytest.fail(f"server did not start:\n{log_path.read_text()}")
             time.sleep(0.3)
         yield url
     finally:
@@ -119,8 +114,28 @@ def server(tmp_path_factory, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        server_log = (tmp_path / "server.log").read_text()
+        server_log = log_path.read_text()
         assert "Traceback" not in server_log, server_log[-3000:]
+
+
+def demo_home_copy(tmp_path_factory) -> Path:
+    """A Cue Lens home holding the demo (built once, with the AppTests), copied so what a
+    browser test does stays out of the AppTests' demo."""
+    from detector.demo import ensure_demo
+
+    shared = tmp_path_factory.getbasetemp() / "cue_lens_home"
+    ensure_demo(shared)
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(shared, home, dirs_exist_ok=True)
+    return home
+
+
+@pytest.fixture
+def server(tmp_path_factory, tmp_path):
+    """The dashboard in offline demo mode, data root ``tmp_path``; yields its URL."""
+    home = demo_home_copy(tmp_path_factory)
+    with run_server(home, tmp_path / "server.log", CUE_LENS_DATA_ROOT=str(tmp_path)) as url:
+        yield url
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -307,3 +322,138 @@ def test_upload_verdict_pages_and_screenshots(samples_dir, server, tmp_path):
             browser.close()
     for name in SCREENSHOTS:
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
+
+
+# -- the first ten minutes of a new user ------------------------------------------------------
+
+RAW_MENU = {"app", "detect", "concepts", "generators", "data"}  # pages/ file names
+ATTR_TICKS = """() => [...document.querySelectorAll(
+    '[class*="st-key-attr_"] .yaxislayer-above text')].map(t => t.textContent)"""
+
+
+def boxes_intersect(a: dict, b: dict) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def explanation_of(page, image: Path) -> tuple[str, list[str]]:
+    """Upload one image; the explanation's caption (surrogate version, reference set) and the
+    concept bars' labels."""
+    page.locator('input[type="file"]').first.set_input_files(str(image))
+    wait_text(page, "Concepts behind the verdict")
+    settle(page)
+    caption = page.get_by_text("Explanation: surrogate v").first
+    caption.wait_for(timeout=STEP_TIMEOUT_MS)
+    return caption.inner_text(), page.evaluate(ATTR_TICKS)
+
+
+def test_first_ten_minutes_of_a_new_user(samples_dir, tmp_path_factory, tmp_path):
+    """Cold start without a raw file menu and with the banner at once; an explanation that
+    other sessions' uploads do not change; a batch whose failures are counted; the
+    workspace kept in the URL over a reload; the README's sample manifest accepted; chart
+    legends clear of their titles."""
+    from playwright.sync_api import sync_playwright
+
+    from detector.demo import ensure_demo
+
+    home = demo_home_copy(tmp_path_factory)
+    mine = home / "my-workspace"  # a workspace of the user's own (the Cue Lens home is allowed)
+    shutil.copytree(ensure_demo(home).workspace, mine)
+    probe = samples_dir / "synthetic" / "marco-willi__clip-cues__synthetic1.png"
+    others = sorted((samples_dir / "real").glob("*.jpg"))[:6]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    # no CUE_LENS_DATA_ROOT: the defaults a newcomer gets
+    with (
+        run_server(home, tmp_path / "server.log") as url,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            # 3. cold start: the sidebar never lists the raw page files; a notice comes first
+            start = time.monotonic()
+            page.goto(url)
+            first_notice = ready = None
+            while ready is None and time.monotonic() - start < START_TIMEOUT_S * 3:
+                links = page.locator('[data-testid="stSidebar"] a').all_inner_texts()
+                assert not RAW_MENU & {t.strip() for t in links}, links
+                shown = (
+                    page.get_by_text("Starting Cue Lens").count() + page.get_by_text(DEMO).count()
+                )
+                if first_notice is None and shown:
+                    first_notice = time.monotonic() - start
+                if page.locator('input[type="file"]').count() and page.get_by_text(DEMO).count():
+                    ready = time.monotonic() - start
+                page.wait_for_timeout(100)
+            assert first_notice is not None and ready is not None
+            print(f"cold start, demo built: notice {first_notice:.1f} s, ready {ready:.1f} s")
+
+            # 1. an explanation is a function of (head, image): other sessions' uploads
+            before = explanation_of(page, probe)
+            assert "labelled images of demo" in before[0] and any("↔" in t for t in before[1])
+            other = browser.new_page(viewport=VIEWPORT)
+            other.goto(url)
+            wait_text(other, DEMO)
+            other.locator('input[type="file"]').first.set_input_files(
+                [str(p) for p in others] + [str(broken)]
+            )
+            # 2. the failure is counted and its reason is on the page
+            other.get_by_role("button", name="Download results (CSV)").wait_for(
+                timeout=STEP_TIMEOUT_MS
+            )
+            settle(other)
+            failed = other.locator('[data-testid="stMetric"]').filter(has_text="Failed")
+            assert failed.locator('[data-testid="stMetricValue"]').inner_text().strip() == "1"
+            other.close()
+            fresh = browser.new_page(viewport=VIEWPORT)  # nothing memorised in this session
+            fresh.goto(url)
+            wait_text(fresh, DEMO)
+            assert explanation_of(fresh, probe) == before
+            fresh.close()
+
+            # 4. the workspace lives in the URL: a reload (and another page) keeps it
+            page.goto(f"{url}/?workspace={mine}")
+            wait_text(page, DEMO)
+            page.locator('[data-testid="stSidebar"]').get_by_text("my-workspace").first.wait_for(
+                timeout=STEP_TIMEOUT_MS
+            )
+            page.reload()
+            page.locator('[data-testid="stSidebar"]').get_by_text("my-workspace").first.wait_for(
+                timeout=STEP_TIMEOUT_MS
+            )
+            assert "workspace=" in page.url and "head=" in page.url
+
+            # 6. on Generators the legends stay clear of the titles
+            page.get_by_role("link", name="Generators").click()
+            page.get_by_role("heading", name="AP per generator").wait_for(timeout=STEP_TIMEOUT_MS)
+            for key in ("pr", "roc"):
+                wait_chart(page, key)
+                legend = page.locator(f".st-key-{key} .legend").first.bounding_box()
+                title = page.locator(f".st-key-{key} .gtitle").first.bounding_box()
+                assert legend and title and not boxes_intersect(legend, title), key
+            assert "workspace=" in page.url  # kept over a page change
+
+            # 5. the README's sample manifest is accepted as written
+            page.get_by_role("link", name="Data").click()
+            field = page.get_by_label("Dataset folder or CSV manifest")
+            field.fill("../shared/samples/manifest.csv")
+            field.press("Enter")
+            page.get_by_role("button", name="Check dataset").click()
+            settle(page)
+            page.locator('[data-testid="stMetric"]').filter(has_text="Files").first.wait_for(
+                timeout=STEP_TIMEOUT_MS
+            )
+            assert not page.get_by_text("outside the allowed data folders").count()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"the page at the failure: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
