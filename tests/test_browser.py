@@ -8,7 +8,12 @@ the perturbation picker (AP-versus-strength charts); it opens Concepts; on Data 
 the bias audit (run at once for the demo's 192 files) and trains a linear probe (live loss
 curves). Each view is saved once every chart is drawn, with no spinner or error box: into
 ``tmp_path``, or into ``$CUE_LENS_SCREENSHOTS`` when set (``docs/screenshots`` for the README,
-see docs/dashboard.md). ``.ci/run`` installs Chromium when it is missing; without
+see docs/dashboard.md; the demo home is then ``~/cue-lens-demo``, a path a reader recognises).
+
+A second session lives a new user's first minutes (``test_first_ten_minutes_of_a_new_user``):
+no raw file menu at start, an explanation unchanged by other sessions' uploads, a counted
+failure, the workspace kept in the URL over a reload, the README's sample manifest accepted,
+chart legends clear of their titles. ``.ci/run`` installs Chromium when it is missing; without
 ``/usr/bin/chromium`` or ``../shared/samples`` the test is skipped with that reason.
 """
 
@@ -118,22 +123,32 @@ def run_server(home: Path, log_path: Path, **env_extra: str):
         assert "Traceback" not in server_log, server_log[-3000:]
 
 
-def demo_home_copy(tmp_path_factory) -> Path:
+def demo_home_copy(tmp_path_factory, home: Path | None = None) -> Path:
     """A Cue Lens home holding the demo (built once, with the AppTests), copied so what a
-    browser test does stays out of the AppTests' demo."""
+    browser test does stays out of the AppTests' demo; into ``home`` when given (emptied
+    first), else a temporary folder."""
     from detector.demo import ensure_demo
 
     shared = tmp_path_factory.getbasetemp() / "cue_lens_home"
     ensure_demo(shared)
-    home = tmp_path_factory.mktemp("home")
+    if home is None:
+        home = tmp_path_factory.mktemp("home")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(shared, home, dirs_exist_ok=True)
     return home
 
 
+SCREENSHOT_HOME = Path("~/cue-lens-demo").expanduser()  # a path a reader recognises
+
+
 @pytest.fixture
 def server(tmp_path_factory, tmp_path):
-    """The dashboard in offline demo mode, data root ``tmp_path``; yields its URL."""
-    home = demo_home_copy(tmp_path_factory)
+    """The dashboard in offline demo mode, data root ``tmp_path``; yields its URL. For the
+    README's screenshots (``CUE_LENS_SCREENSHOTS`` set) the home is ``~/cue-lens-demo``, so
+    the sidebar shows a path a reader recognises rather than a test's temporary folder."""
+    shooting = bool(os.environ.get("CUE_LENS_SCREENSHOTS"))
+    home = demo_home_copy(tmp_path_factory, SCREENSHOT_HOME if shooting else None)
     with run_server(home, tmp_path / "server.log", CUE_LENS_DATA_ROOT=str(tmp_path)) as url:
         yield url
 
