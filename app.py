@@ -59,7 +59,9 @@ if "ui.frame" not in sys.modules:
         st.progress(
             0.02, text="Starting Cue Lens: loading the detector library (first start only)…"
         )
-        st.caption("Then: checking for backbone weights, and the offline demo if there are none.")
+        st.caption(
+            "Then: looking for the backbone's weights, and the offline demo if there are none."
+        )
 
 from ui import views  # noqa: E402
 from ui.frame import render_frame, run_page  # noqa: E402

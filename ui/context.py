@@ -12,6 +12,7 @@ background job) and records the reason, which the frame shows at the top of ever
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,9 +239,16 @@ def resolve(on_demo=None) -> AppContext:
     if requested.is_demo:
         spec, auto_demo = DEMO_SPEC, False
     else:
+        notice = st.empty()
+        if "open_clip" not in sys.modules:  # its first import takes seconds: say so meanwhile
+            notice.progress(
+                0.3,
+                text="Starting Cue Lens: looking for the backbone's weights (first start only)…",
+            )
         ok, message = resources.weights_status(
             requested.model, requested.pretrained, probe_network=not offline()
         )
+        notice.empty()
         spec, auto_demo = (requested, False) if ok else (DEMO_SPEC, True)
         if not ok and requested.model != DEFAULT_MODEL:
             problems.append(f"{requested.label}: weights not available; using the demo instead.")
