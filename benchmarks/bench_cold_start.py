@@ -88,7 +88,11 @@ def one_start(home: Path, chromium: str, timeout: float = 300.0) -> dict:
         return out
     finally:
         proc.terminate()
-        proc.wait(15)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
