@@ -158,6 +158,15 @@ def allowed_workspace(path: str, *, must_exist: bool = False) -> Path:
     return resolved
 
 
+def default_workspace(ctx) -> Path:
+    """The workspace a session opens when none is chosen: the demo's in demo mode, else
+    ``detector.paths.default_workspace_dir()``."""
+    info = getattr(ctx, "demo_info", None)
+    if ctx.demo and info is not None:
+        return Path(info.workspace).expanduser().resolve()
+    return default_workspace_dir().expanduser().resolve()
+
+
 def recent_workspaces() -> list[Path]:
     """Workspaces opened from the dashboard before, newest first (those still there)."""
     import json

@@ -103,17 +103,28 @@ def _workspace_panel(ctx: AppContext) -> None:
         )
         if st.button("Open workspace", key="cl_ws_open", type="primary"):
             _open_workspace(path)
-        recent = [p for p in context.recent_workspaces() if p != ctx.workspace_path]
+        default = context.default_workspace(ctx)
+        recent = [default, *context.recent_workspaces()]
+        recent = [
+            p for i, p in enumerate(recent) if p != ctx.workspace_path and p not in recent[:i]
+        ]
         if recent:
             pick = st.selectbox(
                 "Recent workspaces",
                 [str(p) for p in recent],
                 index=None,
                 placeholder="Open a recent workspace",
-                format_func=lambda p: _short_path(Path(p)),
+                format_func=lambda p: (
+                    _short_path(Path(p)) + (" (default)" if p == str(default) else "")
+                ),
                 key="cl_ws_recent",
             )
-            if pick:
+            if pick == str(default):
+                st.session_state.pop("cl_ws_recent", None)
+                st.session_state.pop(KEY_WORKSPACE, None)
+                st.session_state.pop(KEY_HEAD, None)
+                st.rerun()
+            elif pick:
                 st.session_state.pop("cl_ws_recent", None)
                 _open_workspace(pick)
         if st.session_state.get(KEY_WORKSPACE) and st.button("Back to default", key="cl_ws_def"):
