@@ -87,10 +87,11 @@ def test_xmp_digital_source_type_is_shown():
     [("phone.heic", fx.rotated_heic, "HEIF"), ("phone.avif", fx.rotated_avif, "AVIF")],
 )
 def test_heic_and_avif_uploads_get_a_verdict_upright(name, build, fmt):
-    at = _upload(name, build(), f"image/{name.rsplit('.', 1)[1]}")
+    # large enough to be judged (detector.inference.MIN_JUDGE_SIDE): 160x80 stored, upright 80x160
+    at = _upload(name, build(size=(160, 80)), f"image/{name.rsplit('.', 1)[1]}")
     _verdict(at)
     facts = _table(at, "Provenance")
-    assert facts["Format"] == f"{fmt} · 20×40 px"
+    assert facts["Format"] == f"{fmt} · 80×160 px"
     assert any("declares nothing about its origin" in c for c in _callouts(at))
 
 
