@@ -38,7 +38,7 @@ PAIRINGS = ("shared", "matched")
 UNKNOWN_GENERATOR = "unknown"
 DEFAULT_TARGET_FPR = 0.05
 DEFAULT_N_BOOT = 1000
-MIN_RELIABLE_GROUP = 10  # images of a class in a group below which a metric gets a caveat
+MIN_RELIABLE_GROUP = 5  # images of a class in a group below which a metric gets a caveat
 _CHUNK_ELEMENTS = 4_000_000  # bootstrap weights per chunk (rows x images), bounds memory
 
 TIDY_COLUMNS = [

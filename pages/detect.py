@@ -255,10 +255,10 @@ def _table(results: list[analysis.ImageResult], head) -> None:
         width="stretch",
         column_config={
             "thumbnail": st.column_config.ImageColumn("", width="small"),
-            "file": st.column_config.TextColumn("file", width="medium"),
+            "file": st.column_config.TextColumn("file", width="large"),
             "verdict": st.column_config.TextColumn("verdict", width="medium"),
             "reason": st.column_config.TextColumn(
-                "reason", width="large", help="Why an image failed or got no verdict"
+                "reason", width="medium", help="Why an image failed or got no verdict"
             ),
             "p_synthetic": st.column_config.ProgressColumn(
                 "P(synthetic)", min_value=0.0, max_value=1.0, format="%.3f"

@@ -75,7 +75,7 @@ def ap_section(head, subset, split, pairing) -> None:
     st.subheader("AP per generator")
     table = analysis.ap_table(ws, head, subset, split, pairing)
     m = table[table["metric"] == "mAP"]
-    left, right = st.columns([2, 3], gap="large")
+    left, right = st.columns([1, 1], gap="large")  # room for every column of the AP table
     with left:
         if not m.empty and np.isfinite(m["value"].iloc[0]):
             row = m.iloc[0]

@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -239,7 +240,9 @@ def detect(page, samples_dir: Path, shots: Path) -> None:
         sorted((samples_dir / "real").glob("*.png"))[:2]
         + sorted((samples_dir / "synthetic").glob("*.png"))[:2]
     )
-    page.locator('input[type="file"]').first.set_input_files([str(p) for p in batch])
+    broken = Path(tempfile.mkdtemp()) / "broken.png"
+    broken.write_bytes(b"this is not an image")  # the table shows its reason next to the verdict
+    page.locator('input[type="file"]').first.set_input_files([str(p) for p in [*batch, broken]])
     wait_text(page, "Inspect one image (most synthetic first)")
     page.get_by_role("button", name="Download results (CSV)").wait_for(timeout=STEP_TIMEOUT_MS)
     shoot(page, shots, "detect_batch", until=page.get_by_text("Inspect one image"))

@@ -236,4 +236,4 @@ def test_a_generator_of_one_image_gets_a_caveat():
     ap = table[table["metric"] == "ap"].set_index("generator")
     assert "1 fake" in ap.loc["lonely", "note"] and "too few" in ap.loc["lonely", "note"]
     assert pd.isna(ap.loc["big", "note"])
-    assert small_group_note(10, 10) is None and small_group_note(9, 100).startswith("only 9")
+    assert small_group_note(5, 5) is None and small_group_note(4, 100).startswith("only 4")

@@ -186,7 +186,10 @@ def attribution_bar(
     pos = df[df["contribution"] > floor].nlargest(top_k, "contribution")
     neg = df[df["contribution"] < -floor].nsmallest(top_k, "contribution")
     shown = pd.concat([neg.iloc[::-1], pos.iloc[::-1]]).sort_values("contribution")
-    labels = shown["label"].tolist()
+    # long "pole ↔ pole" labels take two lines, so the bars keep their width
+    labels = [
+        str(x).replace(" ↔ ", " ↔<br>") if len(str(x)) > 28 else str(x) for x in shown["label"]
+    ]
     values = shown["contribution"].astype(float).tolist()
     colours = [SYNTHETIC_COLOUR if v > 0 else REAL_COLOUR for v in values]
     leans = (
@@ -218,9 +221,9 @@ def attribution_bar(
     heading = title or "Concepts behind the verdict"
     if fidelity is not None and np.isfinite(fidelity):
         heading += f" · fidelity {fidelity:.1%}"
-    fig.update_xaxes(title="← towards real · contribution to the logit · towards synthetic →")
+    fig.update_xaxes(title="← real · contribution to the logit · synthetic →")
     fig.update_yaxes(automargin=True)
-    return _style(fig, max(220, 34 * len(labels) + 90), heading)
+    return _style(fig, max(220, 40 * len(labels) + 90), heading)
 
 
 # -- global concept views --------------------------------------------------------------------
