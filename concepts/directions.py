@@ -210,11 +210,11 @@ def load_text_encoder(backbone_id: str, *, device: str = "auto", precision: str 
     Ids of local files or folders cannot be reloaded from the id alone: pass the model and
     weights explicitly (``detector.backbone.load_backbone``) instead.
     """
-    from detector.backbone import TINY_CLIP, load_backbone
+    from detector.backbone import TINY_CLIP, load_backbone, parse_backbone_id
 
-    base, _, interpolation = backbone_id.partition("@")
-    extra = {"interpolation": interpolation} if interpolation else {}
-    model, _, weights = base.partition("/")
+    parts = parse_backbone_id(backbone_id)
+    extra = {"interpolation": parts["interpolation"], "draft": parts["draft"]}
+    model, weights = parts["model"], parts["weights"]
     if model == TINY_CLIP:
         return load_backbone(TINY_CLIP, None, device=device, precision=precision, **extra)
     if not weights or weights.startswith(("file:", "dir:")) or model == "local-dir":

@@ -15,6 +15,14 @@ Weights sources:
 
 One forward pass yields both taps: ``pooled`` (CLS token after the final layer norm, before the
 projection; 1024-d for ViT-L) and ``projected`` (``pooled @ proj``, the image-text space).
+
+OpenAI's CLIP weights were trained with QuickGELU (``x * sigmoid(1.702 x)``). open_clip's plain
+model names (``ViT-L-14-336``) build ``nn.GELU`` and only warn when given OpenAI weights, so
+every backbone that carries OpenAI weights (the ``openai`` tag, or a local checkpoint file for
+an architecture OpenAI released) is built from open_clip's ``-quickgelu`` variant of the
+model, and its id says so: ``ViT-L-14-336-quickgelu/openai``. Ids of earlier Cue Lens versions
+(``ViT-L-14-336/openai``: GELU and reduced-scale JPEG decoding) are recognised as stale by
+:func:`stale_reason`.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ LOCAL_DIR_PREFIX = "local-dir:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_INTERPOLATION = "bilinear"
+QUICKGELU_SUFFIX = "-quickgelu"
+DRAFT_OPTION = "draft"
 
 
 class WeightsUnavailableError(CueLensError):
@@ -79,6 +89,14 @@ class Backbone:
     projected_dim: int
     is_demo: bool = False
     text_calls: int = field(default=0, repr=False)
+    draft_decode: bool = False
+    has_text: bool = True
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """``min_side`` for ``detector.images.decode_image``: None (full decode, the default)
+        unless reduced-scale JPEG decoding was asked for (``draft_decode``)."""
+        return self.image_size if self.draft_decode else None
 
     @property
     def weights_in_bf16(self) -> bool:
@@ -111,6 +129,12 @@ class Backbone:
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised text embeddings (N, projected_dim) in the image-text space."""
+        if not self.has_text:
+            raise BackboneError(
+                f"{self.id}: the weights file holds the image tower only, so there is no text "
+                f"encoder for concepts; convert a checkpoint with both towers "
+                f"(python -m detector convert-weights)"
+            )
         self.text_calls += 1
         out = []
         for start in range(0, len(texts), batch_size):
@@ -276,10 +300,21 @@ def weights_available(
 def missing_weights_message(model: str, pretrained: str | None, cache_dir: str | None) -> str:
     """The one message a user sees when weights cannot be had."""
     where = cache_dir or os.environ.get("HF_HUB_CACHE") or "~/.cache/huggingface/hub"
+    from detector.convert import hf_cache_hint
+
+    snapshot = hf_cache_hint()
+    hf = (
+        f"  - the authors' transformers copy is in the Hugging Face cache ({snapshot}): convert "
+        f"it once with `python -m detector convert-weights {snapshot} clip-l14-336.safetensors`, "
+        f"then pass --pretrained clip-l14-336.safetensors;\n"
+        if snapshot
+        else ""
+    )
     return (
         f"CLIP weights for {model} / {pretrained} are not available: they are not in the local "
         f"cache ({where}, ~/.cache/clip) and the network cannot be reached to download them.\n"
         f"Provide them in one of these ways:\n"
+        f"{hf}"
         f"  - run once with network access to fill the cache;\n"
         f"  - pass a local checkpoint file: --model {model} --pretrained /path/to/weights.pt "
         f"(or .safetensors);\n"
@@ -335,8 +370,57 @@ def _check_taps(model: torch.nn.Module, name: str) -> None:
         )
 
 
+def openai_variant(model: str, pretrained: str | None) -> str:
+    """The open_clip model name that runs ``pretrained`` with its training-time activation.
+
+    OpenAI weights (the ``openai`` tag, or a local checkpoint file for an architecture OpenAI
+    released, e.g. ``ViT-L-14-336``) need QuickGELU: the ``-quickgelu`` variant is returned.
+    Anything else is returned unchanged (other tags carry their own activation in open_clip's
+    configs).
+    """
+    import open_clip
+
+    if model == TINY_CLIP or model.startswith(LOCAL_DIR_PREFIX) or not pretrained:
+        return model
+    if model.endswith(QUICKGELU_SUFFIX):
+        return model
+    variant = model + QUICKGELU_SUFFIX
+    if variant not in open_clip.list_models():
+        return model
+    if pretrained == "openai" or _is_checkpoint_path(pretrained):
+        return variant if "openai" in open_clip.list_pretrained_tags_by_model(variant) else model
+    return model
+
+
+def _read_state_dict(path: Path) -> dict:
+    """Tensors of a checkpoint file, never unpickling code (safetensors or weights_only)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a dict of tensors, got {type(state).__name__}")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _load_file_into(net, path: Path) -> bool:
+    """Load a local checkpoint into ``net``; returns whether it held the text tower."""
+    import open_clip
+
+    state = _read_state_dict(path)
+    if state and all(k.startswith("visual.") for k in state):
+        net.visual.load_state_dict({k[len("visual.") :]: v for k, v in state.items()}, strict=True)
+        return False
+    del state
+    open_clip.load_checkpoint(net, str(path), strict=True, weights_only=True)
+    return True
+
+
 def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
-    """Build ``model`` with weights from a tag or a local file; (net, weights id)."""
+    """Build ``model`` with weights from a tag or a local file; (net, weights id, has_text)."""
     import open_clip
 
     local = Path(pretrained).expanduser()
@@ -344,48 +428,115 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
         if not local.is_file():
             raise WeightsUnavailableError(f"{local}: checkpoint file not found")
         weights = "file:" + file_digest(local)
-        source = str(local)
-    else:
-        tags = open_clip.list_pretrained_tags_by_model(model)
-        if pretrained not in tags:
-            raise BackboneError(
-                f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
-            )
-        if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
-            raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
-        weights = pretrained
-        source = pretrained
+        try:
+            net = _quiet_create(model)
+            has_text = _load_file_into(net, local)
+        except Exception as exc:
+            raise WeightsUnavailableError(
+                f"{local}: not a usable {model} checkpoint ({exc})"
+            ) from exc
+        return net, weights, has_text
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        raise BackboneError(
+            f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
+        )
+    if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
+        raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
     try:
         net = open_clip.create_model(
             model,
-            pretrained=source,
+            pretrained=pretrained,
             require_pretrained=True,
             cache_dir=cache_dir,
             weights_only=True,
         )
     except Exception as exc:
-        if weights.startswith("file:"):
-            raise WeightsUnavailableError(
-                f"{local}: not a usable {model} checkpoint ({exc})"
-            ) from exc
         raise WeightsUnavailableError(
             missing_weights_message(model, pretrained, cache_dir) + f"\n(cause: {exc})"
         ) from exc
+    return net, pretrained, True
 
-    return net, weights
+
+def _quiet_create(model: str):
+    """``open_clip.create_model(model)`` without weights, without its 'random weights' warning
+    (the caller loads weights right after)."""
+    import open_clip
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return open_clip.create_model(model, pretrained=None)
+    finally:
+        root.setLevel(level)
+
+
+def parse_backbone_id(backbone_id: str) -> dict:
+    """The parts of a backbone id: ``model``, ``weights``, ``interpolation``, ``draft``.
+
+    Ids are ``MODEL/WEIGHTS`` plus an optional ``@`` suffix of ``+``-joined options:
+    ``bicubic`` (resize interpolation) and ``draft`` (reduced-scale JPEG decoding), e.g.
+    ``ViT-L-14-336-quickgelu/openai@draft``.
+    """
+    base, _, options = backbone_id.partition("@")
+    model, _, weights = base.partition("/")
+    opts = [o for o in options.split("+") if o]
+    interpolation = next((o for o in opts if o != DRAFT_OPTION), DEFAULT_INTERPOLATION)
+    return {
+        "model": model,
+        "weights": weights,
+        "interpolation": interpolation,
+        "draft": DRAFT_OPTION in opts,
+    }
+
+
+def stale_reason(backbone_id: str | None) -> str | None:
+    """Why embeddings (or heads) under ``backbone_id`` must not be used, or None.
+
+    Cue Lens before the QuickGELU fix named OpenAI-weight backbones by the plain open_clip
+    model (``ViT-L-14-336/openai``, ``ViT-L-14-336/file:...``): they ran with GELU instead of
+    QuickGELU and decoded large JPEGs at reduced scale. The current code never produces such
+    an id, so its embeddings are never mixed with current ones; this says why.
+    """
+    if not backbone_id:
+        return None
+    parts = parse_backbone_id(backbone_id)
+    model, weights = parts["model"], parts["weights"]
+    if model in (TINY_CLIP, "local-dir") or model.endswith(QUICKGELU_SUFFIX):
+        return None
+    if weights != "openai" and not weights.startswith("file:"):
+        return None
+    try:
+        import open_clip
+
+        _register_local_configs()
+        if model + QUICKGELU_SUFFIX not in open_clip.list_models():
+            return None
+    except ImportError:  # pragma: no cover - open_clip is a requirement
+        return None
+    return (
+        f"made by an earlier Cue Lens that ran OpenAI weights with GELU instead of QuickGELU "
+        f"and decoded large JPEGs at reduced scale; the current id for these weights is "
+        f"{model + QUICKGELU_SUFFIX}/{weights}: embed again to recompute, retrain heads"
+    )
 
 
 def backbone_id_for(
     model: str = DEFAULT_MODEL,
     pretrained: str | None = DEFAULT_PRETRAINED,
     interpolation: str = DEFAULT_INTERPOLATION,
+    draft: bool = False,
 ) -> str:
     """The id ``load_backbone(model, pretrained)`` gives, without building the model.
 
     ``MODEL/TAG`` for a pretrained tag, ``MODEL/file:<sha256[:12]>`` for a checkpoint file
     (``missing`` when the file is absent), ``local-dir/dir:<sha256 of the path>[:12]``,
-    ``tiny-clip/random``; ``@bicubic`` is appended for the non-default interpolation.
+    ``tiny-clip/random``. MODEL is open_clip's ``-quickgelu`` variant for OpenAI weights
+    (:func:`openai_variant`). An ``@`` suffix names the non-default options: ``bicubic``
+    interpolation and ``draft`` JPEG decoding (``@bicubic+draft``).
     """
+    _register_local_configs()
     if model == TINY_CLIP:
         name, weights = TINY_CLIP, "random"
     elif model.startswith(LOCAL_DIR_PREFIX):
@@ -393,12 +544,16 @@ def backbone_id_for(
         name, weights = "local-dir", "dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
     elif pretrained and _is_checkpoint_path(pretrained):
         local = Path(pretrained).expanduser()
-        name, weights = model, "file:" + (file_digest(local) if local.is_file() else "missing")
+        name = openai_variant(model, pretrained)
+        weights = "file:" + (file_digest(local) if local.is_file() else "missing")
     else:
-        name, weights = model, pretrained or "none"
+        name, weights = openai_variant(model, pretrained), pretrained or "none"
     backbone_id = f"{name}/{weights}"
-    if interpolation != DEFAULT_INTERPOLATION:
-        backbone_id += f"@{interpolation}"
+    options = [interpolation] if interpolation != DEFAULT_INTERPOLATION else []
+    if draft:
+        options.append(DRAFT_OPTION)
+    if options:
+        backbone_id += "@" + "+".join(options)
     return backbone_id
 
 
@@ -416,6 +571,7 @@ def load_backbone(
     cache_dir: str | None = None,
     interpolation: str = DEFAULT_INTERPOLATION,
     allow_random: bool = False,
+    draft: bool = False,
 ) -> Backbone:
     """Build a frozen CLIP backbone.
 
@@ -424,7 +580,9 @@ def load_backbone(
     Raises ``WeightsUnavailableError`` (with instructions) when weights cannot be had and
     ``BackboneError`` for other set-up problems. Never returns random weights under a real
     model's name: ``pretrained="random"`` needs ``allow_random=True`` (benchmarks only) and
-    yields the id ``MODEL/random``, marked as a demo.
+    yields the id ``MODEL/random``, marked as a demo. OpenAI weights are always run with
+    QuickGELU (:func:`openai_variant`). ``draft=True`` lets JPEGs be decoded at reduced DCT
+    scale (faster, not the paper's pixels; the id gets ``@draft``).
     """
     import open_clip
 
@@ -433,6 +591,7 @@ def load_backbone(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     is_demo = False
+    has_text = True
 
     if model == TINY_CLIP:
         net = _make_tiny_clip()
@@ -465,7 +624,9 @@ def load_backbone(
                 f"(random weights are only offered as tiny-clip)"
             )
         else:
-            net, weights = _load_pretrained(model, pretrained, cache_dir)
+            net, weights, has_text = _load_pretrained(
+                openai_variant(model, pretrained), pretrained, cache_dir
+            )
 
     _check_taps(net, model)
     net.eval().requires_grad_(False).to(dev)
@@ -479,7 +640,7 @@ def load_backbone(
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
     pooled_dim = visual.ln_post.normalized_shape[0]
     projected_dim = visual.proj.shape[1] if visual.proj is not None else pooled_dim
-    backbone_id = backbone_id_for(model, pretrained, interpolation)
+    backbone_id = backbone_id_for(model, pretrained, interpolation, draft)
     if weights == "random" and model != TINY_CLIP:
         backbone_id = f"{model}/random"
     return Backbone(
@@ -495,4 +656,6 @@ def load_backbone(
         pooled_dim=int(pooled_dim),
         projected_dim=int(projected_dim),
         is_demo=is_demo,
+        draft_decode=draft,
+        has_text=has_text,
     )

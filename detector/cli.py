@@ -30,6 +30,7 @@ COMMANDS = (
     "stability",
     "survival",
     "audit",
+    "convert_weights",
 )
 
 

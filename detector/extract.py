@@ -143,8 +143,10 @@ class DecodeDataset(torch.utils.data.Dataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         perturb: Perturb | None = None,
         timeout: float = DECODE_TIMEOUT,
+        draft: bool = False,
     ):
         self.items = list(items)
+        self.draft = draft
         self.perturb = perturb
         self.timeout = timeout
         self.preprocess = preprocess
@@ -163,8 +165,9 @@ class DecodeDataset(torch.utils.data.Dataset):
                     record.path,
                     path=str(record.path),
                     max_pixels=self.max_pixels,
-                    # a perturbation acts on the stored resolution, so no reduced-scale decode
-                    min_side=self.image_size if self.perturb is None else None,
+                    # Full decoding (the paper's pixels) unless the backbone opted into
+                    # reduced-scale JPEG decoding; a perturbation always acts on full pixels.
+                    min_side=self.image_size if self.draft and self.perturb is None else None,
                 )
                 image = decoded.image
                 if self.perturb is not None:
@@ -276,7 +279,14 @@ def embed_dataset(
         progress(0, total)
     if total:
         items = [(rec, digest) for digest, (rec, _) in pending.items()]
-        data = DecodeDataset(items, backbone.preprocess, backbone.image_size, max_pixels, perturb)
+        data = DecodeDataset(
+            items,
+            backbone.preprocess,
+            backbone.image_size,
+            max_pixels,
+            perturb,
+            draft=getattr(backbone, "draft_decode", False),
+        )
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=batch_size,
@@ -375,7 +385,10 @@ def embed_bytes(
             continue
         try:
             decoded = decode_image(
-                data, path=name, max_pixels=max_pixels, min_side=backbone.image_size
+                data,
+                path=name,
+                max_pixels=max_pixels,
+                min_side=getattr(backbone, "decode_min_side", None),
             )
         except ImageDecodeError as exc:
             res.error = exc.reason

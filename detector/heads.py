@@ -153,7 +153,15 @@ class DetectorHead(ClassifierMixin, BaseEstimator):
     def check_compatible(self, backbone_id: str | None = None, dim: int | None = None) -> None:
         """Refuse embeddings of another backbone or dimension (``HeadMismatchError``)."""
         own = getattr(self, "backbone_id", None)
-        if backbone_id is not None and own is not None and backbone_id != own:
+        if backbone_id is not None and own is not None and not same_features(backbone_id, own):
+            from detector.backbone import stale_reason
+
+            stale = stale_reason(own)
+            if stale:
+                raise HeadMismatchError(
+                    f"this {self.head_type} head was trained on embeddings of backbone {own!r}, "
+                    f"{stale}; it cannot score {backbone_id!r} embeddings"
+                )
             raise HeadMismatchError(
                 f"this {self.head_type} head was trained on embeddings of backbone {own!r}, "
                 f"not {backbone_id!r}; use a head trained on {backbone_id!r} or embed the images "
@@ -218,6 +226,26 @@ class DetectorHead(ClassifierMixin, BaseEstimator):
 
     def _set_tensors(self, tensors: dict[str, np.ndarray]) -> None:  # pragma: no cover
         raise NotImplementedError
+
+
+def same_features(backbone_a: str, backbone_b: str) -> bool:
+    """Whether a head trained on one backbone id may score embeddings of the other.
+
+    Ids must be equal, except that ``@draft`` (reduced-scale JPEG decoding, an explicit opt-in
+    whose effect on embeddings ``benchmarks/bench_embed.py`` prints) is accepted either way:
+    the user chose the approximation. The workspace still keeps such embeddings apart under
+    their own id.
+    """
+    if backbone_a == backbone_b:
+        return True
+    from detector.backbone import parse_backbone_id
+
+    a, b = parse_backbone_id(backbone_a), parse_backbone_id(backbone_b)
+    return (a["model"], a["weights"], a["interpolation"]) == (
+        b["model"],
+        b["weights"],
+        b["interpolation"],
+    )
 
 
 def _known_params(cls, params: dict) -> dict:
@@ -640,9 +668,7 @@ def make_card(head, **fields) -> dict:
         "hyperparameters": head_hyperparameters(head),
         "threshold": 0.5,
         "threshold_rule": "0.5 (no validation threshold)",
-        "preprocessing": default_preprocessing(
-            interpolation=backbone_id.partition("@")[2] or None if backbone_id else None
-        ),
+        "preprocessing": default_preprocessing(backbone_id=backbone_id),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "demo": is_demo_backbone(backbone_id),
     }
@@ -651,13 +677,24 @@ def make_card(head, **fields) -> dict:
     return card
 
 
-def default_preprocessing(image_size: int | None = None, interpolation: str | None = None) -> dict:
-    """The preprocessing of the reference paper: resize of the shorter side (bilinear unless the
-    backbone id says ``@bicubic``), centre crop, CLIP mean/std. ``image_size`` None = the
-    backbone's own input size."""
-    from detector.backbone import CLIP_MEAN, CLIP_STD, DEFAULT_INTERPOLATION
+def default_preprocessing(
+    image_size: int | None = None,
+    interpolation: str | None = None,
+    backbone_id: str | None = None,
+) -> dict:
+    """The preprocessing of the reference paper: full decode to RGB, resize of the shorter side
+    (bilinear unless the backbone id says ``@bicubic``), centre crop, CLIP mean/std.
+    ``image_size`` None = the backbone's own input size; ``@draft`` in the id records
+    reduced-scale JPEG decoding."""
+    from detector.backbone import CLIP_MEAN, CLIP_STD, DEFAULT_INTERPOLATION, parse_backbone_id
 
+    draft = False
+    if backbone_id:
+        parts = parse_backbone_id(backbone_id)
+        interpolation = interpolation or parts["interpolation"]
+        draft = parts["draft"]
     return {
+        "decode": "reduced-scale JPEG (draft)" if draft else "full",
         "resize": "shorter side",
         "interpolation": interpolation or DEFAULT_INTERPOLATION,
         "image_size": image_size,

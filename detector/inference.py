@@ -328,14 +328,19 @@ def backbone_spec(backbone_id: str) -> dict:
     """``load_backbone`` arguments that rebuild the backbone named by an id.
 
     ``ViT-L-14-336/openai`` -> model ``ViT-L-14-336``, pretrained ``openai``;
-    ``tiny-clip/random`` -> ``tiny-clip``; an ``@bicubic`` suffix sets the interpolation. Ids of
+    ``tiny-clip/random`` -> ``tiny-clip``; ``@bicubic`` sets the interpolation, ``@draft`` the
+    reduced-scale JPEG decoding (``detector.backbone.parse_backbone_id``). Ids of
     local files or folders cannot be rebuilt from the id alone (``InferenceError``).
     """
-    base, _, interpolation = backbone_id.partition("@")
-    model, _, weights = base.partition("/")
+    from detector.backbone import DEFAULT_INTERPOLATION, parse_backbone_id
+
+    parts = parse_backbone_id(backbone_id)
+    model, weights = parts["model"], parts["weights"]
     spec = {"model": model, "pretrained": weights or None}
-    if interpolation:
-        spec["interpolation"] = interpolation
+    if parts["interpolation"] != DEFAULT_INTERPOLATION:
+        spec["interpolation"] = parts["interpolation"]
+    if parts["draft"]:
+        spec["draft"] = True
     if model == "tiny-clip":
         spec["pretrained"] = None
     elif weights.startswith(("file:", "dir:")) or model == "local-dir":

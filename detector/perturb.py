@@ -534,6 +534,16 @@ def robustness_sweep(
     )
     if not backbone_id:
         raise PerturbationError("the head does not say which backbone it was trained on")
+    from detector.backbone import parse_backbone_id
+
+    if parse_backbone_id(backbone_id)["draft"]:
+        # Perturbed images are decoded in full (a perturbation acts on the stored pixels); a
+        # baseline from reduced-scale decoding would mix two decoders into every delta.
+        raise PerturbationError(
+            f"the head's backbone {backbone_id!r} decodes JPEGs at reduced scale (draft); the "
+            f"robustness sweep decodes baseline and perturbed images in full, so use a head "
+            f"trained on embeddings made without --draft"
+        )
     tap = getattr(head, "tap", "pooled")
     threshold = _head_threshold(head) if threshold is None else float(threshold)
     all_meta = workspace.images(with_errors=False)

@@ -43,7 +43,7 @@ from detector.heads import (
 REPOSITORY = "marco-willi/clip-cues"
 COMMIT = "ad9eea9a0f287ab8869e7f16aeef4a6878d1059d"
 URL_TEMPLATE = "https://raw.githubusercontent.com/{repo}/{commit}/{folder}/{file}"
-BACKBONE_ID = "ViT-L-14-336/openai"
+BACKBONE_ID = "ViT-L-14-336-quickgelu/openai"  # OpenAI weights run with QuickGELU
 DEFAULT_RELEASED = "linear_probe_synthclic"
 RELEASED_VOCABULARY = "antonyms"  # the concept vocabulary released with the cm_antonyms heads
 LICENCE = "MIT"
@@ -82,6 +82,17 @@ class ReleasedHead:
         return URL_TEMPLATE.format(
             repo=self.repository, commit=self.commit, folder=self.folder, file=self.file
         )
+
+
+CONCEPT_INTERPOLATION_NOTE = (
+    "The cm_antonyms heads read projected embeddings. The authors' script that writes them "
+    "(scripts/extract_clip_projected_embeddings.py) preprocesses with the Hugging Face "
+    "CLIPImageProcessor of openai/clip-vit-large-patch14-336, whose resize is bicubic by "
+    "default (resample=3), so their training features most likely used bicubic resizing; "
+    "the authors' inference code and notebook (src/clip_cues/feature_extractor.py) use "
+    "torchvision Resize with its default bilinear interpolation. Cue Lens uses bilinear for "
+    "every head (the backbone id says @bicubic otherwise)."
+)
 
 
 def released_preprocessing() -> dict:
@@ -415,6 +426,8 @@ def import_checkpoint(
     card["feature_dim"] = int(getattr(head, "n_features_in_", 0)) or card.get("feature_dim")
     if names_note is not None:
         card["concept_names_source"] = names_note
+    if head_type == "concept":
+        card["preprocessing"]["training_features_note"] = CONCEPT_INTERPOLATION_NOTE
     head.card_ = card
     return head
 

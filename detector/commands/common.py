@@ -30,6 +30,12 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "bf16", "fp32"],
         help="auto: bf16 on CUDA (autocast) and on CPUs with bf16 (bf16 weights), fp32 elsewhere",
     )
+    group.add_argument(
+        "--draft-decode",
+        action="store_true",
+        help="decode large JPEGs at reduced DCT scale (faster; not the paper's pixels, so the "
+        "backbone id gets @draft and its embeddings are kept apart; default: full decoding)",
+    )
 
 
 def backbone_from_args(args: argparse.Namespace):
@@ -39,7 +45,13 @@ def backbone_from_args(args: argparse.Namespace):
     pretrained = args.pretrained
     if pretrained is None and args.model == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED
-    return load_backbone(args.model, pretrained, device=args.device, precision=args.precision)
+    return load_backbone(
+        args.model,
+        pretrained,
+        device=args.device,
+        precision=args.precision,
+        draft=bool(getattr(args, "draft_decode", False)),
+    )
 
 
 def add_workspace_option(parser: argparse.ArgumentParser, required: bool = True) -> None:

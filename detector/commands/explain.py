@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         names, images, failed = [], [], []
         for path in args.images:
             try:
-                images.append(decode_image(path, min_side=backbone.image_size).image)
+                images.append(decode_image(path, min_side=backbone.decode_min_side).image)
                 names.append(path)
             except ImageDecodeError as exc:
                 failed.append({"path": path, "error": exc.reason})

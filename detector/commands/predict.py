@@ -76,6 +76,8 @@ def _load_backbone(args, head):
         spec = {"model": args.model, "pretrained": pretrained}
     else:
         spec = backbone_spec(head_backbone_id(head) or f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}")
+    if getattr(args, "draft_decode", False):
+        spec["draft"] = True
     return load_backbone(**spec, device=args.device, precision=args.precision)
 
 

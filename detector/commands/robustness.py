@@ -82,11 +82,11 @@ def backbone_spec(backbone_id: str) -> tuple[str, str | None, str]:
     ``tiny-clip/random`` and ``MODEL/TAG`` can be rebuilt; ids of local files or folders
     (``file:``, ``dir:``) cannot, and raise ``CueLensError`` asking for --model/--pretrained.
     """
-    from detector.backbone import DEFAULT_INTERPOLATION, TINY_CLIP
+    from detector.backbone import DEFAULT_INTERPOLATION, TINY_CLIP, parse_backbone_id
     from detector.errors import CueLensError
 
-    base, _, interpolation = backbone_id.partition("@")
-    model, _, weights = base.partition("/")
+    parts = parse_backbone_id(backbone_id)
+    model, weights, interpolation = parts["model"], parts["weights"], parts["interpolation"]
     if model == TINY_CLIP:
         return TINY_CLIP, None, interpolation or DEFAULT_INTERPOLATION
     if not weights or weights.startswith(("file:", "dir:")) or model == "local-dir":
@@ -99,14 +99,13 @@ def backbone_spec(backbone_id: str) -> tuple[str, str | None, str]:
 
 def _model_args(args: argparse.Namespace, backbone_id: str) -> tuple[str, str | None, str]:
     """``(model, pretrained, interpolation)``: from --model/--pretrained, else the head's id."""
-    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED
+    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, parse_backbone_id
 
     if args.model is not None:
-        model, pretrained, interpolation = args.model, args.pretrained, "bilinear"
+        model, pretrained = args.model, args.pretrained
+        interpolation = parse_backbone_id(backbone_id)["interpolation"]
         if pretrained is None and model == DEFAULT_MODEL:
             pretrained = DEFAULT_PRETRAINED
-        if "@" in backbone_id:
-            interpolation = backbone_id.rsplit("@", 1)[1]
         return model, pretrained, interpolation
     return backbone_spec(backbone_id)
 
