@@ -71,6 +71,25 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+CONCEPT_RECIPE = {
+    "label_smoothing": 0.0,
+    "loss": "BCE with logits + beta * KL(gates || Bernoulli(alpha)), alpha = beta = 1e-4",
+    "optimizer": "AdamW; gate layer lr 1e-2 (10x), weight decay 0; classifier lr 1e-3, "
+    "weight decay 1e-5",
+    "batch_size": 256,
+    "max_epochs": 200,
+    "early_stopping": "validation AUROC, patience 10, best epoch restored",
+    "init": "xavier_normal_ weights, gate bias 0, classifier bias 0.1",
+    "gates": "binary-concrete samples at temperature 0.1 while training, sigmoid at inference",
+    "source": "marco-willi/clip-cues: config/experiment/concept_model.yaml (epochs, batch, "
+    "patience, lr, weight decay), src/clip_cues/concept_modeling/train.py (optimizer groups, "
+    "model selection on validation AUROC), src/clip_cues/concept_modeling/networks.py (init, "
+    "loss)",
+}
+"""The concept bottleneck's training recipe, checked against the authors' code; recorded as
+``recipe`` in its model cards."""
+
+
 class ConceptBottleneck(DetectorHead):
     """Concept bottleneck classifier on projected CLIP embeddings.
 
@@ -84,8 +103,13 @@ class ConceptBottleneck(DetectorHead):
     temperature : binary-concrete temperature of the gate samples during training.
     lr : AdamW learning rate of the classifier layer; the gate layer uses
         ``lr * gate_lr_multiplier``.
-    weight_decay, batch_size, max_epochs, patience, tol : the usual (patience counts epochs
-        whose validation loss is not below the best by more than ``tol``).
+    weight_decay : AdamW weight decay of the classifier layer (1e-5); ``gate_weight_decay``
+        that of the gate layer (0), as in the authors' trainer.
+    batch_size, max_epochs, patience, tol : the usual (256, 200, 10).
+    early_stopping : ``"auroc"`` (the authors': keep the epoch with the highest validation
+        AUROC; patience counts epochs without a gain above ``tol``) or ``"loss"`` (lowest
+        validation loss). With a one-class validation set AUROC is undefined and the loss is
+        used.
     label_smoothing : BCE label smoothing (0 = none).
     validation_fraction : share of the training data held out (stratified) for early stopping
         when ``fit`` gets no validation set; with fewer than 20 images or 2 per class, nothing
@@ -100,6 +124,7 @@ class ConceptBottleneck(DetectorHead):
 
     head_type = HEAD_TYPE
     tap = "projected"
+    recipe = CONCEPT_RECIPE
 
     def __init__(
         self,
@@ -111,10 +136,12 @@ class ConceptBottleneck(DetectorHead):
         temperature: float = 0.1,
         lr: float = 1e-3,
         gate_lr_multiplier: float = 10.0,
-        weight_decay: float = 0.01,
-        batch_size: int = 64,
-        max_epochs: int = 100,
-        patience: int = 5,
+        weight_decay: float = 1e-5,
+        gate_weight_decay: float = 0.0,
+        batch_size: int = 256,
+        max_epochs: int = 200,
+        patience: int = 10,
+        early_stopping: str = "auroc",
         tol: float = 0.0,
         label_smoothing: float = 0.0,
         validation_fraction: float = 0.1,
@@ -129,6 +156,8 @@ class ConceptBottleneck(DetectorHead):
         self.lr = lr
         self.gate_lr_multiplier = gate_lr_multiplier
         self.weight_decay = weight_decay
+        self.gate_weight_decay = gate_weight_decay
+        self.early_stopping = early_stopping
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -208,6 +237,11 @@ class ConceptBottleneck(DetectorHead):
             torch.manual_seed(seed)
             gate_layer = torch.nn.Linear(X.shape[1], directions.shape[0])
             classifier = torch.nn.Linear(directions.shape[0], 1)
+            # The authors' initialisation (clip_cues/concept_modeling/networks.py).
+            torch.nn.init.xavier_normal_(gate_layer.weight)
+            torch.nn.init.zeros_(gate_layer.bias)
+            torch.nn.init.xavier_normal_(classifier.weight)
+            torch.nn.init.constant_(classifier.bias, 0.1)
 
         d_t = torch.from_numpy(directions)
 
@@ -235,7 +269,7 @@ class ConceptBottleneck(DetectorHead):
             else:
                 gates = torch.sigmoid(gate_logits)
             logit = classifier(s * gates).squeeze(1)
-            target = t * (1 - smooth) + 0.5 * smooth
+            target = t * (1 - smooth) + (1 - t) * smooth
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, target)
             p = torch.sigmoid(gate_logits)
             log_p = torch.nn.functional.logsigmoid(gate_logits)
@@ -243,13 +277,28 @@ class ConceptBottleneck(DetectorHead):
             kl = p * (log_p - log_alpha) + (1 - p) * (log_1m_p - log_1m_alpha)
             return bce + self.beta * kl.sum(1).mean(), bce
 
+        def val_logits(e, s):
+            return classifier(s * torch.sigmoid(gate_layer(e))).squeeze(1)
+
         optimizer = torch.optim.AdamW(
             [
-                {"params": gate_layer.parameters(), "lr": self.lr * self.gate_lr_multiplier},
-                {"params": classifier.parameters(), "lr": self.lr},
+                {
+                    "params": gate_layer.parameters(),
+                    "lr": self.lr * self.gate_lr_multiplier,
+                    "weight_decay": float(self.gate_weight_decay),
+                },
+                {
+                    "params": classifier.parameters(),
+                    "lr": self.lr,
+                    "weight_decay": float(self.weight_decay),
+                },
             ],
-            weight_decay=self.weight_decay,
         )
+        if self.early_stopping not in ("auroc", "loss"):
+            raise ConceptModelError(
+                f"early_stopping must be 'auroc' or 'loss', got {self.early_stopping!r}"
+            )
+        by_auroc = self.early_stopping == "auroc" and len(np.unique(t_va.numpy())) == 2
         best = (math.inf, None, 0)
         history = []
         stale = 0
@@ -268,21 +317,25 @@ class ConceptBottleneck(DetectorHead):
                 total += float(loss.detach()) * len(idx)
             with torch.no_grad():
                 val_loss, val_bce = loss_of(e_va, s_va, t_va, sample=False)
+                val_auroc = _auroc(t_va, val_logits(e_va, s_va)) if by_auroc else None
             history.append(
                 {
                     "epoch": epoch,
                     "train_loss": total / n,
                     "val_loss": float(val_loss),
                     "val_bce": float(val_bce),
+                    "val_auroc": val_auroc,
                 }
             )
             stop = False
-            if float(val_loss) < best[0] - float(self.tol) or X_val is None:
+            # Lower is better: the loss, or minus the AUROC.
+            score = -val_auroc if by_auroc else float(val_loss)
+            if score < best[0] - float(self.tol) or X_val is None:
                 state = (
                     copy.deepcopy(gate_layer.state_dict()),
                     copy.deepcopy(classifier.state_dict()),
                 )
-                best = (float(val_loss), state, epoch)
+                best = (score, state, epoch)
                 stale = 0
             else:
                 stale += 1
@@ -312,7 +365,9 @@ class ConceptBottleneck(DetectorHead):
         self.best_epoch_ = best[2]
         self.loss_curve_ = [h["train_loss"] for h in history]
         self.validation_loss_curve_ = [h["val_loss"] for h in history]
-        self.best_validation_loss_ = best[0]
+        best_entry = history[best[2] - 1]
+        self.best_validation_loss_ = best_entry["val_loss"]
+        self.best_validation_auroc_ = best_entry["val_auroc"]
 
     def _set_weights(
         self, *, directions, w_concepts, b_concepts, w_classifier, b_classifier, names
@@ -402,6 +457,16 @@ class ConceptBottleneck(DetectorHead):
             b_classifier=arrays["W_classifier.bias"].reshape(-1)[0],
             names=self._names(directions.shape[0]),
         )
+
+
+def _auroc(target: torch.Tensor, logits: torch.Tensor) -> float:
+    """AUROC of logits against 0/1 targets (ties count half), without scikit-learn's overhead."""
+    from scipy.stats import rankdata
+
+    y = target.numpy().astype(bool)
+    ranks = rankdata(logits.numpy())
+    pos, neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _hold_out(X: np.ndarray, y01: np.ndarray, fraction: float, seed: int | None):

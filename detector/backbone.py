@@ -419,9 +419,13 @@ def _load_file_into(net, path: Path) -> bool:
     return True
 
 
-def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
-    """Build ``model`` with weights from a tag or a local file; (net, weights id, has_text)."""
+def _load_pretrained(model: str, pretrained: str, cache_dir: str | None, shown: str | None = None):
+    """Build ``model`` with weights from a tag or a local file; (net, weights id, has_text).
+
+    ``shown`` is the model name the user gave (messages name it, not its QuickGELU variant)."""
     import open_clip
+
+    shown = shown or model
 
     local = Path(pretrained).expanduser()
     if _is_checkpoint_path(pretrained):
@@ -442,7 +446,7 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
             f"{model}: unknown pretrained tag {pretrained!r} (known: {', '.join(tags)})"
         )
     if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
-        raise WeightsUnavailableError(missing_weights_message(model, pretrained, cache_dir))
+        raise WeightsUnavailableError(missing_weights_message(shown, pretrained, cache_dir))
     try:
         net = open_clip.create_model(
             model,
@@ -453,7 +457,7 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None):
         )
     except Exception as exc:
         raise WeightsUnavailableError(
-            missing_weights_message(model, pretrained, cache_dir) + f"\n(cause: {exc})"
+            missing_weights_message(shown, pretrained, cache_dir) + f"\n(cause: {exc})"
         ) from exc
     return net, pretrained, True
 
@@ -625,7 +629,7 @@ def load_backbone(
             )
         else:
             net, weights, has_text = _load_pretrained(
-                openai_variant(model, pretrained), pretrained, cache_dir
+                openai_variant(model, pretrained), pretrained, cache_dir, shown=model
             )
 
     _check_taps(net, model)

@@ -124,6 +124,7 @@ class DetectorHead(ClassifierMixin, BaseEstimator):
 
     head_type: ClassVar[str] = ""
     tap: ClassVar[str] = "pooled"
+    recipe: ClassVar[dict | None] = None  # the default training recipe and its source
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -288,8 +289,14 @@ def _internal_validation(y_idx: np.ndarray, fraction: float, seed: int):
     return train, val
 
 
+def smoothed_targets(target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """The authors' label smoothing: ``y (1 - s) + (1 - y) s``, so s = 0.1 gives 0.1 / 0.9
+    (``clip_cues/model.py`` ``SyntheticImageClassifier.compute_loss``)."""
+    return target * (1.0 - smoothing) + (1.0 - target) * smoothing
+
+
 def _bce_smoothed(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    soft = target * (1.0 - smoothing) + 0.5 * smoothing
+    soft = smoothed_targets(target, smoothing)
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, soft)
 
 
@@ -417,12 +424,30 @@ def _uniform_init(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> 
 
 # -- the two heads of the paper --------------------------------------------------------------
 
+HEAD_RECIPE = {
+    "label_smoothing": "0.1: targets y (1 - s) + (1 - y) s = 0.1 / 0.9",
+    "loss": "BCE with logits (+ 0.33 * ||I - A^T A||_F for the orthogonal head)",
+    "optimizer": "Adam lr 1e-3, coupled weight decay 0.01",
+    "batch_size": 64,
+    "max_epochs": 200,
+    "early_stopping": "validation loss (label-smoothed BCE), patience 5, best weights restored",
+    "init": "linear: nn.Linear default (uniform +-1/sqrt(fan_in)); orthogonal: direction "
+    "weights orthogonal_, biases and logit layer nn.Linear default",
+    "source": "marco-willi/clip-cues: src/clip_cues_research/finalexp/trainer.py (Recipe), "
+    "config/train.yaml (max_epochs 200), config/experiment/clip_orthogonal.yaml, "
+    "src/clip_cues/model.py (label smoothing), src/clip_cues/classification_head.py (init)",
+}
+"""The training recipe of the linear and orthogonal heads, checked against the authors' code;
+recorded as ``recipe`` in every model card."""
+
 
 class LinearProbe(DetectorHead):
     """Linear probe on the pooled CLS embedding: ``logit = x @ coef_ + intercept_``.
 
-    Trained with the paper's recipe: BCE with label smoothing 0.1, Adam (lr 1e-3, weight decay
-    0.01), batch 64, early stopping on the validation loss (patience 5, best weights kept).
+    Trained with the authors' recipe (:data:`HEAD_RECIPE`): BCE with label smoothing 0.1
+    (targets 0.1 / 0.9), Adam (lr 1e-3, coupled weight decay 0.01), batch 64, at most 200
+    epochs, early stopping on the validation loss (patience 5, best weights kept), nn.Linear's
+    default uniform initialisation.
     ``fit(X, y, X_val, y_val)`` uses the given validation set; without one it holds out a
     stratified ``validation_fraction`` of the training data.
 
@@ -432,6 +457,7 @@ class LinearProbe(DetectorHead):
 
     head_type: ClassVar[str] = "linear"
     tap: ClassVar[str] = "pooled"
+    recipe: ClassVar[dict | None] = HEAD_RECIPE
 
     def __init__(
         self,
@@ -439,7 +465,7 @@ class LinearProbe(DetectorHead):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         batch_size: int = 64,
-        max_epochs: int = 100,
+        max_epochs: int = 200,
         patience: int = 5,
         tol: float = 0.0,
         label_smoothing: float = 0.1,
@@ -507,11 +533,13 @@ class OrthogonalHead(DetectorHead):
     ``logit = activations @ to_logit_weight_ + to_logit_bias_``. Trained like ``LinearProbe``
     plus ``lambda_ortho * ||I - A^T A||_F`` per batch, where A is the batch's activation
     matrix with each column L2-normalised (so A^T A holds the cosines between directions'
-    activations). The paper uses k = 8, lambda = 0.33.
+    activations). The paper uses k = 8, lambda = 0.33; the direction weights start orthogonal
+    (``torch.nn.init.orthogonal_``), as in the authors' code.
     """
 
     head_type: ClassVar[str] = "orthogonal"
     tap: ClassVar[str] = "pooled"
+    recipe: ClassVar[dict | None] = HEAD_RECIPE
 
     def __init__(
         self,
@@ -521,7 +549,7 @@ class OrthogonalHead(DetectorHead):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         batch_size: int = 64,
-        max_epochs: int = 100,
+        max_epochs: int = 200,
         patience: int = 5,
         tol: float = 0.0,
         label_smoothing: float = 0.1,
@@ -552,7 +580,10 @@ class OrthogonalHead(DetectorHead):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         gen = torch.Generator().manual_seed(int(self.random_state or 0))
-        w1 = _uniform_init(gen, (k, d), d).requires_grad_(True)
+        # The authors initialise the direction layer orthogonally (``orthogonal_init: true``,
+        # clip_cues/classification_head.py); biases and the logit layer keep nn.Linear's
+        # uniform default.
+        w1 = torch.nn.init.orthogonal_(torch.empty(k, d), generator=gen).requires_grad_(True)
         b1 = _uniform_init(gen, (k,), d).requires_grad_(True)
         w2 = _uniform_init(gen, (k,), k).requires_grad_(True)
         b2 = _uniform_init(gen, (1,), k).requires_grad_(True)
@@ -672,6 +703,9 @@ def make_card(head, **fields) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "demo": is_demo_backbone(backbone_id),
     }
+    recipe = getattr(head, "recipe", None)
+    if recipe is not None:
+        card["recipe"] = dict(recipe)
     card.update(fields)
     card["demo"] = is_demo_backbone(card.get("backbone_id"))
     return card

@@ -279,11 +279,14 @@ def evaluate_head(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     oracle: bool = False,
+    include_unknown: bool = False,
 ) -> Evaluation:
     """Every metric of ``head`` on a workspace split, with the head's validation threshold.
 
     Datasets without splits first get the stored seeded split (the same one ``train`` used).
-    ``matched`` pairing groups images by pair id, else source.
+    ``matched`` pairing groups images by pair id, else source; bootstrap resamples keep pair
+    groups together. The context says ``in_sample`` (with counts) when some evaluated images
+    are in the splits the head was trained or validated on (:func:`in_sample_counts`).
     """
     from detector.splits import ensure_splits
     from detector.train import group_keys
@@ -305,7 +308,10 @@ def evaluate_head(
         n_boot=n_boot,
         seed=seed,
         what=f"split {split!r}" if split else "the workspace",
+        pairs=preds["pair_id"].to_numpy() if "pair_id" in preds else None,
+        include_unknown=include_unknown,
     )
+    overlap = in_sample_counts(card, workspace, preds)
     context = {
         "workspace": str(workspace.path),
         "head": card.get("name"),
@@ -320,8 +326,41 @@ def evaluate_head(
         "threshold_rule": threshold_rule,
         "n_images": len(preds),
         "splits": split_info["counts"],
+        "in_sample": bool(overlap),
+        "in_sample_counts": overlap,
+        "include_unknown": include_unknown,
     }
     return Evaluation(table=table, predictions=preds, context=context)
+
+
+def in_sample_counts(card: dict, workspace, preds: pd.DataFrame) -> dict:
+    """How many evaluated images the head was trained or validated on: ``{"train": n,
+    "validation": n}`` (only non-zero entries; empty = out of sample, as far as known).
+
+    Known for heads trained on this workspace (the card names the workspace and the train and
+    validation splits; a validation share held out of the training split counts as train).
+    Released heads were trained on the authors' data, which this cannot check.
+    """
+    training = card.get("training") or {}
+    where = training.get("workspace")
+    if not where or "split" not in preds:
+        return {}
+    try:
+        same = Path(where).resolve() == Path(workspace.path).resolve()
+    except OSError:
+        same = False
+    if not same:
+        return {}
+    out = {}
+    for key, split in (("train", training.get("train_split")), ("validation", None)):
+        if key == "validation":
+            source = str(training.get("validation_source") or "")
+            split = training.get("val_split") if source.startswith("split ") else None
+        if split:
+            n = int((preds["split"] == split).sum())
+            if n:
+                out[key] = n
+    return out
 
 
 def backbone_spec(backbone_id: str) -> dict:

@@ -19,9 +19,17 @@ Definitions
   smallest threshold whose false-positive rate on validation reals is at most the target);
   ``oracle``: fitted on the evaluated labels themselves (best balanced accuracy), an upper
   bound only, always named ``oracle``.
-- **Confidence intervals**: percentile bootstrap, stratified (reals, and each generator's
-  fakes, are resampled separately, so every resample keeps their counts), seeded, 1000
-  resamples by default. All metrics of one evaluation share the same resamples.
+- **Confidence intervals**: percentile bootstrap, seeded, 1000 resamples by default. The
+  resampled units are pair groups (images sharing a ``pair_id`` are drawn together, so a fake
+  and the real it was made from never split) and single images without a pair id; units are
+  resampled within strata (reals, and each generator's fakes) so every resample keeps about
+  their counts. All metrics of one evaluation share the same resamples. Below
+  :data:`MIN_FAKES_FOR_CI` fakes (of a generator, or overall) no interval is given: the note
+  says ``too few fakes (n)``, because a resample cannot show how AP varies with the fakes.
+- **unknown**: fakes without a generator name are reported as the generator ``unknown`` but
+  are left out of mAP unless ``include_unknown=True`` (they may mix several generators, and
+  mAP weights every generator equally). Every mAP row's note says how many generators it
+  averages.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ UNKNOWN_GENERATOR = "unknown"
 DEFAULT_TARGET_FPR = 0.05
 DEFAULT_N_BOOT = 1000
 MIN_RELIABLE_GROUP = 5  # images of a class in a group below which a metric gets a caveat
+MIN_FAKES_FOR_CI = 10
 _CHUNK_ELEMENTS = 4_000_000  # bootstrap weights per chunk (rows x images), bounds memory
 
 TIDY_COLUMNS = [
@@ -250,27 +259,53 @@ def bootstrap_strata(y, generator=None) -> np.ndarray:
 
 
 def bootstrap_weights(
-    strata: Sequence, n_boot: int, seed: int = 0, chunk: int | None = None
+    strata: Sequence,
+    n_boot: int,
+    seed: int = 0,
+    chunk: int | None = None,
+    groups: Sequence | None = None,
 ) -> Iterator[np.ndarray]:
-    """Stratified bootstrap resamples as count weights, in chunks of shape (b, n).
+    """Bootstrap resamples as count weights per image, in chunks of shape (b, n).
 
-    Each stratum of size m is resampled with replacement to size m (multinomial counts), so
-    every resample keeps the number of reals and of each generator's fakes.
+    Units are the images, or with ``groups`` (a pair id per image; None/NaN = its own unit)
+    the groups of images sharing an id. A unit's stratum is its images' stratum when they
+    agree, else the sorted set of them joined by ``+``. Each stratum's m units are resampled
+    with replacement to m units (multinomial counts) and every image gets its unit's count,
+    so pair groups stay together and every resample keeps about the number of reals and of
+    each generator's fakes.
     """
     strata = np.asarray(strata, dtype=object)
     n = len(strata)
-    groups = [np.flatnonzero(strata == s) for s in sorted(set(strata.tolist()), key=str)]
+    if groups is None:
+        unit_of = np.arange(n)
+    else:
+        keys = [
+            ("img", i) if g is None or (isinstance(g, float) and math.isnan(g)) else ("grp", g)
+            for i, g in enumerate(groups)
+        ]
+        index: dict = {}
+        unit_of = np.array([index.setdefault(k, len(index)) for k in keys])
+    n_units = int(unit_of.max()) + 1 if n else 0
+    members = [[] for _ in range(n_units)]
+    for i, u in enumerate(unit_of):
+        members[u].append(i)
+    unit_stratum = np.array(
+        ["+".join(sorted({str(strata[i]) for i in m})) for m in members], dtype=object
+    )
+    by_stratum = [
+        np.flatnonzero(unit_stratum == st) for st in sorted(set(unit_stratum.tolist()), key=str)
+    ]
     rng = np.random.default_rng(seed)
     chunk = chunk or max(1, min(n_boot, _CHUNK_ELEMENTS // max(n, 1)))
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
-        w = np.zeros((b, n))
-        for idx in groups:
+        unit_w = np.zeros((b, n_units))
+        for idx in by_stratum:
             m = len(idx)
-            w[:, idx] = rng.multinomial(m, np.full(m, 1.0 / m), size=b)
+            unit_w[:, idx] = rng.multinomial(m, np.full(m, 1.0 / m), size=b)
         done += b
-        yield w
+        yield unit_w[:, unit_of] if n else np.zeros((b, 0))
 
 
 def _interval(dist: np.ndarray, ci: float) -> tuple[float, float]:
@@ -361,6 +396,8 @@ def per_generator_ap(
     ci: float = 0.95,
     seed: int = 0,
     what: str = "the evaluated set",
+    pairs=None,
+    include_unknown: bool = False,
 ) -> pd.DataFrame:
     """AP of each generator's fakes against the reals, with bootstrap CIs, plus mAP.
 
@@ -379,6 +416,8 @@ def per_generator_ap(
         seed=seed,
         thresholds=False,
         what=what,
+        pairs=pairs,
+        include_unknown=include_unknown,
     )
     keep = table["metric"].isin(["ap", "mAP"])
     cols = ["metric", "generator", "value", "ci_low", "ci_high", "n_real", "n_fake", "note"]
@@ -406,8 +445,15 @@ def evaluate(
     seed: int = 0,
     thresholds: bool = True,
     what: str = "the evaluated set",
+    pairs=None,
+    include_unknown: bool = False,
+    min_fakes_for_ci: int = MIN_FAKES_FOR_CI,
 ) -> pd.DataFrame:
     """Every detection metric of one scored set, as a tidy DataFrame (``TIDY_COLUMNS``).
+
+    ``pairs``: pair id per image (None where unpaired): bootstrap resamples keep pair groups
+    together. ``include_unknown``: count unnamed fakes (generator ``unknown``) in mAP.
+    Intervals are left out (NaN, note ``too few fakes (n)``) below ``min_fakes_for_ci``.
 
     ``y``: 0 real / 1 synthetic; ``scores``: logits (any monotone score works for AP and
     AUROC); ``probability``: P(synthetic), defaults to ``sigmoid(scores)``; ``generator``: per
@@ -439,6 +485,7 @@ def evaluate(
     ranked_gen = {
         g: (idx, _Ranked(y[idx], s[idx])) for g, (idx, _, _, note) in subsets.items() if not note
     }
+    in_map = [g for g in ranked_gen if include_unknown or g != UNKNOWN_GENERATOR]
 
     def compute(w: np.ndarray) -> dict[tuple, np.ndarray]:
         out: dict[tuple, np.ndarray] = {}
@@ -446,7 +493,8 @@ def evaluate(
         for g, (idx, ranked) in ranked_gen.items():
             ap = ranked.average_precision(w[:, idx])
             out[("ap", g, None)] = ap
-            per_gen.append(ap)
+            if g in in_map:
+                per_gen.append(ap)
         if per_gen:
             with np.errstate(invalid="ignore"):
                 out[("mAP", None, None)] = np.mean(np.vstack(per_gen), axis=0)
@@ -470,7 +518,8 @@ def evaluate(
     dists: dict[tuple, list[np.ndarray]] = {k: [] for k in point}
     if n_boot and n_boot > 0:
         strata = np.where(y == 0, "real", gens).astype(object)
-        for w in bootstrap_weights(strata, n_boot, seed):
+        pair_list = None if pairs is None else list(pairs)
+        for w in bootstrap_weights(strata, n_boot, seed, groups=pair_list):
             for k, v in compute(w).items():
                 dists[k].append(v)
 
@@ -484,6 +533,14 @@ def evaluate(
             note = note or small_group_note(n_fake, n_real)
         else:
             n_real, n_fake, note = n_real_all, n_fake_all, None
+        if metric == "mAP":
+            n_fake = int(sum(subsets[x][2] for x in in_map))
+        if dists[key] and n_fake < min_fakes_for_ci:
+            lo, hi = math.nan, math.nan
+            note = f"too few fakes ({n_fake}) for a confidence interval"
+        if metric == "ap" and g == UNKNOWN_GENERATOR and g not in in_map:
+            extra = "unnamed fakes, not in mAP (include_unknown to count them)"
+            note = f"{note}; {extra}" if note else extra
         rows.append(
             {
                 "metric": metric,
@@ -538,13 +595,16 @@ def evaluate(
             ],
             ignore_index=True,
         )
-    elif excluded:
-        is_map = table["metric"] == "mAP"
-        table.loc[is_map, "note"] = f"mean over {len(ranked_gen)} generators; without: " + (
-            ", ".join(excluded)
-        )
     else:
-        table.loc[table["metric"] == "mAP", "note"] = f"mean over {len(ranked_gen)} generators"
+        is_map = table["metric"] == "mAP"
+        left_out = excluded + [g for g in ranked_gen if g not in in_map and g not in excluded]
+        text = f"mean over {len(in_map)} generators"
+        if left_out:
+            text += "; without: " + ", ".join(left_out)
+        previous = table.loc[is_map, "note"].iloc[0]
+        if isinstance(previous, str) and previous:
+            text += f"; {previous}"
+        table.loc[is_map, "note"] = text
     order = {
         m: i
         for i, m in enumerate(

@@ -473,6 +473,14 @@ def transfer_matrix(
         isinstance(test_groups, list) and test_groups and isinstance(test_groups[0], str)
     ):
         test_groups = parse_groups(test_groups, generators, side="test")
+    if test_split in (train_split, val_split):
+        # The matrix reports out-of-sample transfer only: a test split that is the training
+        # or validation split would score heads on their own images.
+        role = "train" if test_split == train_split else "validation"
+        raise TrainError(
+            f"test split {test_split!r} is also the {role} split: the transfer matrix only "
+            f"evaluates on images its heads never saw"
+        )
     split = meta["split"].to_numpy()
     is_tr, is_va, is_te = split == train_split, split == val_split, split == test_split
     groups_all = group_keys(meta).to_numpy()
@@ -537,6 +545,7 @@ def transfer_matrix(
                         n_boot=n_boot,
                         seed=seed,
                         what=f"split {test_split!r} of test group {test_group.name!r}",
+                        pairs=meta["pair_id"].to_numpy()[te] if "pair_id" in meta else None,
                     )
                     m = table[table["metric"] == "mAP"].iloc[0]
                     row.update(mAP=m["value"], ci_low=m["ci_low"], ci_high=m["ci_high"])

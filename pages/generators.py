@@ -73,6 +73,14 @@ def _setup():
 
 def ap_section(head, subset, split, pairing) -> None:
     st.subheader("AP per generator")
+    overlap = analysis.in_sample(head, ws, subset)
+    if overlap:
+        counts = ", ".join(f"{n} {k}" for k, n in overlap.items())
+        st.warning(
+            f"In-sample: {counts} of these images were used to train or validate this "
+            f"detector, so these numbers overstate how it does on new images. Choose the "
+            f"test split."
+        )
     table = analysis.ap_table(ws, head, subset, split, pairing)
     m = table[table["metric"] == "mAP"]
     left, right = st.columns([1, 1], gap="large")  # room for every column of the AP table

@@ -198,8 +198,37 @@ def test_backbone_id_is_known_without_loading(tmp_path, test_vit, tiny_backbone)
     loaded = load_backbone("test-vit", str(path), device="cpu", precision="fp32")
     assert backbone_id_for("test-vit", str(path)) == loaded.id
     assert backbone_id_for("tiny-clip", None) == tiny_backbone.id
-    assert backbone_id_for("ViT-L-14-336", "openai") == "ViT-L-14-336/openai"
-    assert backbone_id_for("ViT-B-16", str(tmp_path / "gone.pt")) == "ViT-B-16/file:missing"
+    assert backbone_id_for("ViT-L-14-336", "openai") == "ViT-L-14-336-quickgelu/openai"
+    gone = str(tmp_path / "gone.pt")
+    assert backbone_id_for("ViT-B-16", gone) == "ViT-B-16-quickgelu/file:missing"
+    assert backbone_id_for("ViT-B-16", "laion2b_s34b_b88k") == "ViT-B-16/laion2b_s34b_b88k"
+    assert backbone_id_for("ViT-L-14-336", "openai", draft=True).endswith("/openai@draft")
+    assert backbone_id_for("ViT-B-16", "openai", "bicubic", True).endswith("@bicubic+draft")
+
+
+def test_openai_weights_from_a_local_file_run_with_quickgelu(tmp_path):
+    """OpenAI's checkpoints carry no activation flag; open_clip's plain model names build
+    nn.GELU. A local file for an OpenAI architecture must come out with QuickGELU, and its id
+    must differ from the GELU-era id (which is reported stale)."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from detector.backbone import stale_reason
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        donor = open_clip.create_model("ViT-B-32", pretrained=None)
+    path = tmp_path / "vit-b-32.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(path))
+    del donor
+    loaded = load_backbone("ViT-B-32", str(path), device="cpu", precision="fp32")
+    acts = {type(b.mlp.gelu).__name__ for b in loaded.model.visual.transformer.resblocks}
+    assert acts == {"QuickGELU"}
+    assert loaded.id.startswith("ViT-B-32-quickgelu/file:")
+    assert loaded.has_text
+    old_id = loaded.id.replace("-quickgelu", "")
+    assert stale_reason(old_id) and "QuickGELU" in stale_reason(old_id)
+    assert stale_reason(loaded.id) is None
 
 
 @pytest.mark.parametrize(

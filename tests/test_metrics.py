@@ -110,6 +110,39 @@ def test_unnamed_generators_are_unknown():
     assert table["generator"].iloc[0] == "unknown"
 
 
+def test_unknown_is_reported_but_left_out_of_map_unless_asked():
+    y = np.array([0] * 6 + [1] * 6)
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9, 0.95, 0.99, 0.05, 0.15, 0.25])
+    gen = [None] * 6 + ["A"] * 3 + [None] * 3  # three named fakes, three unnamed
+    table = per_generator_ap(y, scores, gen, n_boot=0)
+    unknown = table[table["generator"] == "unknown"].iloc[0]
+    assert unknown["value"] < 0.5 and "not in mAP" in unknown["note"]
+    row_map = table[table["metric"] == "mAP"].iloc[0]
+    assert row_map["value"] == pytest.approx(1.0)  # A alone
+    assert row_map["note"].startswith("mean over 1 generators; without: unknown")
+    both = per_generator_ap(y, scores, gen, n_boot=0, include_unknown=True)
+    row_map = both[both["metric"] == "mAP"].iloc[0]
+    assert row_map["value"] == pytest.approx((1.0 + unknown["value"]) / 2)
+    assert row_map["note"] == "mean over 2 generators"
+
+
+def test_bootstrap_keeps_pair_groups_together():
+    from detector.metrics import bootstrap_weights
+
+    strata = ["real", "A", "real", "A", "real", "A", "real"]
+    pairs = ["p1", "p1", "p2", "p2", None, None, None]
+    for w in bootstrap_weights(strata, 200, seed=3, groups=pairs):
+        np.testing.assert_array_equal(w[:, 0], w[:, 1])
+        np.testing.assert_array_equal(w[:, 2], w[:, 3])
+        # the two pairs form one stratum of two units: together they are drawn twice
+        np.testing.assert_array_equal(w[:, 0] + w[:, 2], 2)
+        # unpaired reals (one stratum of two) and the unpaired fake keep their counts
+        np.testing.assert_array_equal(w[:, 4] + w[:, 6], 2)
+        np.testing.assert_array_equal(w[:, 5], 1)
+    free = np.vstack(list(bootstrap_weights(strata, 200, seed=3)))
+    assert (free[:, 0] != free[:, 1]).any()  # without pair ids, images are drawn alone
+
+
 def test_threshold_is_chosen_on_validation_reals_only():
     rng = np.random.default_rng(0)
     p_real = rng.uniform(size=200)
@@ -183,7 +216,9 @@ def test_tiny_groups_do_not_crash_and_empty_classes_are_explained():
     table = evaluate(y, [0.1, 0.5, 0.2, 0.7, 0.4], gen, threshold=0.6, n_boot=100)
     solo = table[(table["metric"] == "ap") & (table["generator"] == "solo")].iloc[0]
     assert solo["value"] == pytest.approx(1.0) and solo["n_fake"] == 1
-    assert np.isfinite(solo["ci_low"])
+    # one fake: a resample cannot show how AP varies with the fakes, so no interval
+    assert np.isnan(solo["ci_low"]) and np.isnan(solo["ci_high"])
+    assert solo["note"] == "too few fakes (1) for a confidence interval"
     with pytest.raises(MetricsError, match="no real images"):
         evaluate([1, 1], [0.2, 0.3], ["a", "b"], what="split 'test'")
     with pytest.raises(MetricsError, match="no synthetic images"):

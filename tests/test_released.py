@@ -50,7 +50,7 @@ def test_registry_records_the_pinned_release(clip_cues_dir):
             "https://raw.githubusercontent.com/marco-willi/clip-cues/"
             f"ad9eea9a0f287ab8869e7f16aeef4a6878d1059d/data/checkpoints/{record.file}"
         )
-        assert record.backbone_id == "ViT-L-14-336/openai"
+        assert record.backbone_id == "ViT-L-14-336-quickgelu/openai"
         assert record.preprocessing["interpolation"] == "bilinear"
         assert (
             record.preprocessing["image_size"] == 336 and record.preprocessing["crop"] == "centre"
@@ -100,7 +100,7 @@ def test_import_parity_with_the_readme_formulas(name, clip_cues_dir, offline):
     assert head.n_features_in_ == record.feature_dim
     card = head.card_
     assert card["released"] is True and card["sha256"] == record.sha256 and card["demo"] is False
-    assert card["backbone_id"] == "ViT-L-14-336/openai" and card["source"] == record.url
+    assert card["backbone_id"] == "ViT-L-14-336-quickgelu/openai" and card["source"] == record.url
     if record.head_type == "linear":
         assert isinstance(head, LinearProbe)
     if record.head_type == "orthogonal":
@@ -146,7 +146,7 @@ def test_released_heads_refuse_other_backbones(clip_cues_dir, offline):
     with pytest.raises(CueLensError, match="tiny-clip/random"):
         head.check_compatible("tiny-clip/random", 1024)
     with pytest.raises(CueLensError, match="expects 1024-d"):
-        head.check_compatible("ViT-L-14-336/openai", 768)
+        head.check_compatible("ViT-L-14-336-quickgelu/openai", 768)
 
 
 def test_fetch_from_env_folder_local_path_and_cache(clip_cues_dir, offline, monkeypatch, tmp_path):
@@ -273,4 +273,4 @@ def test_released_heads_survive_our_file_format(name, clip_cues_dir, offline, tm
     x = np.random.default_rng(1).normal(size=(8, head.n_features_in_))
     np.testing.assert_allclose(again.decision_function(x), head.decision_function(x), rtol=1e-6)
     assert again.card_["sha256"] == RELEASED_HEADS[name].sha256
-    assert again.card_["backbone_id"] == "ViT-L-14-336/openai"
+    assert again.card_["backbone_id"] == "ViT-L-14-336-quickgelu/openai"

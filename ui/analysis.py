@@ -541,7 +541,16 @@ def _ap_table(_subset, path, hkey, split, pairing, n_boot, gen) -> pd.DataFrame:
         pairing=pairing,
         group=group_keys(meta).to_numpy(),
         n_boot=n_boot,
+        pairs=meta["pair_id"].to_numpy(dtype=object) if "pair_id" in meta else None,
     )
+
+
+def in_sample(head, ws, subset: ScoredSet) -> dict:
+    """``detector.inference.in_sample_counts`` for the shown images (empty: out of sample)."""
+    from detector.heads import head_card
+    from detector.inference import in_sample_counts
+
+    return in_sample_counts(head_card(head), ws, subset.meta)
 
 
 def ap_table(ws, head, subset: ScoredSet, split, pairing: str, n_boot: int = 1000):

@@ -98,7 +98,7 @@ class AppContext:
 def expected_backbone_id(spec: BackboneSpec) -> str:
     """The id ``load_backbone`` will give ``spec``, without loading it: the library's rule,
     ``detector.backbone.backbone_id_for`` (a weights file is hashed once per file version)."""
-    return backbone_id_for(spec.model, spec.pretrained)
+    return backbone_id_for(spec.model, spec.pretrained, draft=spec.draft)
 
 
 def _ensure_demo_job(job, home: str | None):

@@ -262,6 +262,13 @@ def _backbone_form(ctx: AppContext) -> None:
         else 0,
         key="cl_bb_precision",
     )
+    draft = st.checkbox(
+        "Fast JPEG decoding (reduced scale)",
+        value=ctx.requested.draft,
+        key="cl_bb_draft",
+        help="Decode large JPEGs at reduced DCT scale: faster, but not the paper's pixels, so "
+        "embeddings are stored under their own id (@draft). Off: full decoding, as the paper.",
+    )
     b1, b2, b3 = st.columns(3)
     if b1.button("Apply", type="primary", key="cl_bb_apply"):
         try:  # a file or folder typed here is read by the server: it must be allowed
@@ -270,7 +277,7 @@ def _backbone_form(ctx: AppContext) -> None:
             views.show_error(exc)
             return
         st.session_state[KEY_BACKBONE] = BackboneSpec(
-            model.strip(), weights.strip() or None, device, precision
+            model.strip(), weights.strip() or None, device, precision, draft
         )
         st.session_state.pop(KEY_HEAD, None)
         st.rerun()

@@ -213,16 +213,25 @@ def _loaded() -> _Loaded:
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
-def _backbone(model: str, pretrained: str | None, device: str, precision: str, backbone_id: str):
+def _backbone(
+    model: str,
+    pretrained: str | None,
+    device: str,
+    precision: str,
+    backbone_id: str,
+    draft: bool = False,
+):
     from detector.backbone import load_backbone
 
-    return load_backbone(model, pretrained, device=device, precision=precision)
+    return load_backbone(model, pretrained, device=device, precision=precision, draft=draft)
 
 
 def backbone(spec: BackboneSpec, backbone_id: str):
     """The loaded backbone for ``spec`` whose id will be ``backbone_id`` (model + weights, with
     the weights file's hash): loaded on first use, then shared by all sessions."""
-    model = _backbone(spec.model, spec.pretrained, spec.device, spec.precision, backbone_id)
+    model = _backbone(
+        spec.model, spec.pretrained, spec.device, spec.precision, backbone_id, spec.draft
+    )
     _loaded().specs[spec] = model.id
     return model
 

@@ -60,6 +60,7 @@ class BackboneSpec:
     pretrained: str | None
     device: str = "auto"
     precision: str = "auto"
+    draft: bool = False  # reduced-scale JPEG decoding (opt-in; the id gets @draft)
 
     @property
     def is_demo(self) -> bool:
@@ -127,6 +128,7 @@ def default_backbone_spec() -> BackboneSpec:
         pretrained=None if model == TINY_CLIP else pretrained,
         device=os.environ.get("CUE_LENS_DEVICE") or "auto",
         precision=os.environ.get("CUE_LENS_PRECISION") or "auto",
+        draft=os.environ.get("CUE_LENS_DRAFT_DECODE") == "1",
     )
 
 

@@ -49,6 +49,12 @@ def register(sub) -> None:
         help="also report accuracies at the threshold fitted on the evaluated labels (named "
         "'oracle': optimistic, for reference only)",
     )
+    p.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="count fakes without a generator name ('unknown') in mAP (default: reported, "
+        "left out of mAP)",
+    )
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             n_boot=args.bootstrap,
             seed=args.seed,
             oracle=args.oracle,
+            include_unknown=args.include_unknown,
         )
     if args.predictions:
         cols = ["path", "hash", "label", "generator", "split", "score", "probability"]
@@ -95,7 +102,18 @@ def run(args: argparse.Namespace) -> int:
     ctx, table = result.context, result.table
     if ctx["demo"]:
         print("DEMO: random weights (tiny-clip), scores are not meaningful")
-    ci = f"95% CI, {ctx['n_boot']} stratified bootstrap resamples" if ctx["n_boot"] else "no CIs"
+    if ctx.get("in_sample"):
+        counts = ", ".join(f"{n} {k}" for k, n in ctx["in_sample_counts"].items())
+        print(
+            f"IN-SAMPLE: {counts} of the {ctx['n_images']} evaluated images are ones this head "
+            f"was trained or validated on; these numbers overstate how it does on new images "
+            f"(evaluate --split test)"
+        )
+    ci = (
+        f"95% CI, {ctx['n_boot']} bootstrap resamples (pair groups kept together)"
+        if ctx["n_boot"]
+        else "no CIs"
+    )
     print(
         f"{ctx['head']} ({ctx['head_type']}, {ctx['backbone_id']}) on split {ctx['split']!r} of "
         f"{ctx['workspace']}: {ctx['n_images']} images, pairing {ctx['pairing']}, {ci}"

@@ -15,11 +15,14 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from detector.backbone import stale_reason
     from detector.cli import print_json
     from detector.store import Workspace
 
     with Workspace(args.workspace, create=False) as ws:
         info = ws.summary()
+    for b in info["backbones"]:
+        b["stale"] = stale_reason(b["backbone"])
     if args.json:
         print_json(info)
         return 0
@@ -30,4 +33,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  by {title}: {counts}")
     for b in info["backbones"] or [{"backbone": "none", "tap": "-", "embeddings": 0}]:
         print(f"  embeddings: {b['backbone']} {b['tap']}: {b['embeddings']}")
+        if b.get("stale"):
+            print(f"    STALE: {b['stale']}")
     return 0
