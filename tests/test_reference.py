@@ -45,7 +45,7 @@ PASS_COSINE = 0.99999
 """Both taps must agree at least this well after the workspace's float16 storage."""
 CAL_MLP_BIAS_SHIFT = -2.0
 CAL_MLP_OUT_SCALE = 8.0
-CAL_QK_SCALE = 10.0
+CAL_QK_SCALE = 20.0
 CAL_SEED = 20260212
 
 JPEG = "real/ML72__AI-Image-Classifier-Playground__people_6.jpg"  # 3638 x 3638
@@ -256,7 +256,9 @@ def test_pooled_and_projected_taps_equal_the_reference(outcome):
     # The calibration must make a wrong activation, and the old reduced-scale JPEG decode,
     # fail this test by a wide margin.
     assert max(cal["gelu_cosine_pooled"], cal["gelu_cosine_projected"]) < 0.999
-    assert max(cal["draft_cosine_pooled"], cal["draft_cosine_projected"]) < 0.9999
+    assert max(cal["draft_cosine_pooled"], cal["draft_cosine_projected"]) < 1 - 2 * (
+        1 - PASS_COSINE
+    )
     for tap, ref in (("pooled", "ref_pooled"), ("projected", "ref_embeds")):
         got, want = outcome[tap], outcome[ref]
         cos = cosine(got, want)
