@@ -587,7 +587,12 @@ def evaluate(
                             "ci_high": math.nan,
                             "n_real": n_real_all,
                             "n_fake": n_fake_all,
-                            "note": "no generator has a usable AP",
+                            "note": (
+                                "only unnamed fakes (unknown), left out of mAP "
+                                "(include_unknown to count them)"
+                                if ranked_gen and not in_map
+                                else "no generator has a usable AP"
+                            ),
                         }
                     ],
                     columns=TIDY_COLUMNS,

@@ -117,7 +117,7 @@ def images(samples_dir, tmp_path_factory):
 def outcome(images, tmp_path_factory):
     """Reference features, the calibration figures, and Cue Lens's stored features."""
     from detector.cli import main
-    from detector.commands import common
+    from detector.commands import embed as embed_command
     from detector.images import decode_image
     from detector.store import Workspace
 
@@ -163,22 +163,22 @@ def outcome(images, tmp_path_factory):
     assert main(["convert-weights", str(hf_dir), str(converted)]) == 0
     shutil.rmtree(hf_dir)
 
-    manifest = work / "manifest.csv"
+    manifest = images["jpeg"].parent / "manifest.csv"  # paths must stay inside its folder
     with manifest.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "label"])
         for n in names:
-            writer.writerow([str(images[n]), "real" if n == "png" else "synthetic"])
+            writer.writerow([images[n].name, "real" if n == "png" else "synthetic"])
 
     built = {}
-    load = common.backbone_from_args
+    load = embed_command.backbone_from_args  # keep the backbone `embed` builds, to inspect it
 
     def keep(args):
         built["backbone"] = load(args)
         return built["backbone"]
 
     out = io.StringIO()
-    common.backbone_from_args = keep
+    embed_command.backbone_from_args = keep
     try:
         with contextlib.redirect_stdout(out):
             code = main(
@@ -199,7 +199,7 @@ def outcome(images, tmp_path_factory):
                 ]
             )
     finally:
-        common.backbone_from_args = load
+        embed_command.backbone_from_args = load
     assert code == 0
     summary = json.loads(out.getvalue())
     assert summary["embedded"] == 3 and summary["failed"] == 0, summary
@@ -268,9 +268,26 @@ def test_pooled_and_projected_taps_equal_the_reference(outcome):
         assert (cos >= PASS_COSINE).all(), (tap, cos)
 
 
+def authors_logits(state: dict, model_type: str, x: torch.Tensor) -> torch.Tensor:
+    """The authors' head formulas (clip_cues classification_head.py, networks.py)."""
+    if model_type == "linear":
+        p = "model.classification_head.fc."
+        return x @ state[p + "weight"].T + state[p + "bias"]
+    if model_type == "clip":
+        p = "model.classification_head."
+        hidden = x @ state[p + "layers.0.weight"].T + state[p + "layers.0.bias"]
+        return hidden @ state[p + "to_logits.weight"].T + state[p + "to_logits.bias"]
+    e = torch.nn.functional.normalize(x, dim=-1)
+    s = e @ state["model.text_embeddings"].T
+    gates = torch.sigmoid(e @ state["model.W_concepts.weight"].T + state["model.W_concepts.bias"])
+    return (s * gates) @ state["model.W_classifier.weight"].T + state["model.W_classifier.bias"]
+
+
 def test_released_heads_on_stored_features_match_the_authors_formulas(outcome, clip_cues_dir):
     """Every released head's probability on Cue Lens's stored features equals the authors'
-    formula on the reference features, within 1e-4."""
+    formula on the reference features within 1e-4, once the reference features get the same
+    float16 storage; against the float32 reference the storage alone moves a probability by
+    up to about 1.2e-4 (printed; bound 5e-4)."""
     from detector.released import RELEASED_HEADS, load_released
 
     for name, record in RELEASED_HEADS.items():
@@ -280,25 +297,13 @@ def test_released_heads_on_stored_features_match_the_authors_formulas(outcome, c
         ]
         state = {k: v.double() for k, v in state.items()}
         feats = outcome["projected" if record.tap == "projected" else "pooled"]
-        ref = outcome["ref_embeds" if record.tap == "projected" else "ref_pooled"]
-        x = torch.from_numpy(np.asarray(ref, np.float64))
-        if record.model_type == "linear":
-            p = "model.classification_head.fc."
-            logit = x @ state[p + "weight"].T + state[p + "bias"]
-        elif record.model_type == "clip":
-            p = "model.classification_head."
-            hidden = x @ state[p + "layers.0.weight"].T + state[p + "layers.0.bias"]
-            logit = hidden @ state[p + "to_logits.weight"].T + state[p + "to_logits.bias"]
-        else:
-            e = torch.nn.functional.normalize(x, dim=-1)
-            s = e @ state["model.text_embeddings"].T
-            gates = torch.sigmoid(
-                e @ state["model.W_concepts.weight"].T + state["model.W_concepts.bias"]
-            )
-            logit = (s * gates) @ state["model.W_classifier.weight"].T + state[
-                "model.W_classifier.bias"
-            ]
-        want = torch.sigmoid(logit).numpy().reshape(-1)
+        ref = np.asarray(outcome["ref_embeds" if record.tap == "projected" else "ref_pooled"])
         got = head.predict_proba(feats)[:, 1]
-        print(f"{name}: max |dP| {np.abs(got - want).max():.2e}")
-        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)
+        want = {}
+        for kind, x in (("float16", ref.astype(np.float16)), ("float32", ref)):
+            logit = authors_logits(state, record.model_type, torch.from_numpy(x.astype(np.float64)))
+            want[kind] = torch.sigmoid(logit).numpy().reshape(-1)
+        d16, d32 = np.abs(got - want["float16"]).max(), np.abs(got - want["float32"]).max()
+        print(f"{name}: max |dP| {d16:.2e} (same storage), {d32:.2e} (float32 reference)")
+        np.testing.assert_allclose(got, want["float16"], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got, want["float32"], atol=5e-4, err_msg=name)
