@@ -162,7 +162,7 @@ def forward_time(backbone: BenchBackbone, image_bytes: bytes, repeats: int = 20)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        image = decode_image(image_bytes, min_side=backbone.image_size).image
+        image = decode_image(image_bytes, min_side=backbone.decode_min_side).image
         backbone.encode_images(torch.stack([backbone.preprocess(image)]))
         times.append(time.perf_counter() - start)
     return statistics.median(times)

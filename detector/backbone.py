@@ -72,7 +72,8 @@ class BackboneError(CueLensError):
 class Backbone:
     """A loaded, frozen CLIP model with its preprocessing and identity.
 
-    ``id`` names model + weights (e.g. ``ViT-L-14-336/openai``, ``ViT-B-16/file:1a2b3c4d5e6f``,
+    ``id`` names model + weights (e.g. ``ViT-L-14-336-quickgelu/openai``,
+    ``ViT-B-16/file:1a2b3c4d5e6f``,
     ``tiny-clip/random``) and travels with every embedding and every head.
     """
 

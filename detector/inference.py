@@ -366,7 +366,7 @@ def in_sample_counts(card: dict, workspace, preds: pd.DataFrame) -> dict:
 def backbone_spec(backbone_id: str) -> dict:
     """``load_backbone`` arguments that rebuild the backbone named by an id.
 
-    ``ViT-L-14-336/openai`` -> model ``ViT-L-14-336``, pretrained ``openai``;
+    ``ViT-L-14-336-quickgelu/openai`` -> model ``ViT-L-14-336-quickgelu``, pretrained ``openai``;
     ``tiny-clip/random`` -> ``tiny-clip``; ``@bicubic`` sets the interpolation, ``@draft`` the
     reduced-scale JPEG decoding (``detector.backbone.parse_backbone_id``). Ids of
     local files or folders cannot be rebuilt from the id alone (``InferenceError``).

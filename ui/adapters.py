@@ -95,7 +95,8 @@ def head_options(workspace, backbone_id: str) -> list[HeadOption]:
                 kind="imported",
                 name=path.name,
                 location=str(path),
-                # released-format checkpoints carry no card: they are ViT-L-14-336/openai heads
+                # released-format checkpoints carry no card: they are heads for
+                # ViT-L-14-336-quickgelu/openai
                 backbone_id=card.get("backbone_id") if card else _released_backbone(path),
                 head_type=card.get("head_type"),
                 tap=card.get("tap"),

@@ -13,7 +13,8 @@ def register(sub) -> None:
         help="score image files: probability of synthetic and a verdict",
         description="Verdicts: 'likely real' below the band, 'likely synthetic' above it, "
         "'inconclusive' inside it; the band is the head's validation threshold +- --band in "
-        "logit units. Without --head: the released linear_probe_synthclic on ViT-L-14-336/openai "
+        "logit units. Without --head: the released linear_probe_synthclic on "
+        "ViT-L-14-336-quickgelu/openai "
         "(with --model tiny-clip: the newest tiny-clip head of --workspace).",
     )
     p.add_argument("images", nargs="+", help="image files")
@@ -52,7 +53,8 @@ def _choose_head(args, ws):
         if ws is None:
             raise CueLensError(
                 f"--model {args.model} needs a head trained on it: pass --head FILE, or "
-                f"--workspace WS holding one (the released heads need ViT-L-14-336/openai)"
+                f"--workspace WS holding one (the released heads need "
+                f"ViT-L-14-336-quickgelu/openai)"
             )
         backbone_id = "tiny-clip/random" if args.model == TINY_CLIP else None
         head = find_workspace_head(ws, backbone_id) if backbone_id else None
