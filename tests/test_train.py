@@ -296,7 +296,11 @@ def test_transfer_matrix_shows_the_family_gap(tmp_path):
     assert cell["ProGAN", "StyleGAN"] > 0.9  # same family transfers
     assert cell["ProGAN", "SD"] < cell["ProGAN", "StyleGAN"] - 0.2  # another family does not
     assert cell["all", "SD"] > 0.9
-    assert (result["ci_low"] <= result["mAP"]).all() and (result["mAP"] <= result["ci_high"]).all()
+    # each test group holds fewer than 10 fakes: no interval, and the note says why
+    few = result["n_test_fake"] < 10
+    assert few.all()
+    assert result.loc[few, "ci_low"].isna().all() and result.loc[few, "ci_high"].isna().all()
+    assert result.loc[few, "note"].str.contains("too few fakes").all()
     table = matrix_table(result)
     assert list(table.index) == ["ProGAN", "all"]
     assert list(table.columns) == ["ProGAN", "SD", "StyleGAN"]
