@@ -231,16 +231,20 @@ def outcome(images, tmp_path_factory):
 
 
 def test_model_input_equals_the_authors_transform(images):
-    """Cue Lens's decode + preprocessing gives the authors' pixels exactly (full decode)."""
+    """The extraction pipeline's model input (decode + preprocessing in ``DecodeDataset``, as
+    ``embed`` runs it) equals the authors' pixels exactly."""
     from detector.backbone import _build_preprocess
-    from detector.images import decode_image
+    from detector.datasets import Record
+    from detector.extract import DecodeDataset
 
     transform = authors_transform()
-    ours = _build_preprocess(336, "bilinear")
-    for name, path in images.items():
+    items = [(Record(path=path, label=None), name) for name, path in images.items()]
+    dataset = DecodeDataset(items, _build_preprocess(336, "bilinear"), 336)
+    for i, (name, path) in enumerate(images.items()):
+        sample = dataset[i]
+        assert sample["error"] is None, sample["error"]
         theirs = transform(Image.open(path).convert("RGB"))
-        mine = ours(decode_image(path).image)
-        diff = float((mine - theirs).abs().max())
+        diff = float((sample["pixels"] - theirs).abs().max())
         print(f"{name}: max abs pixel difference {diff:.2e} (normalised units)")
         assert diff == 0.0, name
 
