@@ -114,7 +114,12 @@ def ray_options_from_args(args: argparse.Namespace):
 def backbone_spec_from_args(args: argparse.Namespace, interpolation: str = "bilinear"):
     """How Ray actors rebuild the backbone named by ``add_backbone_options``' arguments."""
     from detector.distributed import BackboneSpec
+    from detector.errors import CueLensError
 
+    if getattr(args, "draft_decode", False):
+        # The Ray engine's decode tasks always decode in full; an @draft id would then name
+        # embeddings that were not made with reduced-scale decoding.
+        raise CueLensError("--draft-decode is not available with --engine ray")
     pretrained = args.pretrained
     if pretrained is None and args.model == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED
