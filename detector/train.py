@@ -607,15 +607,23 @@ def workspace_transfer_matrix(
     )
 
 
+def _finite_number(value) -> bool:
+    """A finite float (NaN, None and missing values from JSON are not)."""
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
 def matrix_table(result: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """The transfer result pivoted to train x test cells ``"0.93 [0.88, 0.97]"`` for display."""
     if result.empty:
         return pd.DataFrame()
 
     def cell(row) -> str:
-        if not np.isfinite(row["mAP"]):
+        if not _finite_number(row["mAP"]):
             return "n/a"
-        if np.isfinite(row["ci_low"]):
+        if _finite_number(row["ci_low"]):
             return (
                 f"{row['mAP']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
             )
