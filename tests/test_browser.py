@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -415,7 +416,10 @@ def test_first_ten_minutes_of_a_new_user(samples_dir, tmp_path_factory, tmp_path
 
             # 1. an explanation is a function of (head, image): other sessions' uploads
             before = explanation_of(page, probe)
-            assert "labelled images of demo" in before[0] and any("↔" in t for t in before[1])
+            # the caption names the surrogate's version and its reference set (the demo head's
+            # training split, or the demo's labelled images)
+            assert re.search(r"surrogate v\d+ on .+ of demo", before[0]), before[0]
+            assert any("↔" in t for t in before[1])
             other = browser.new_page(viewport=VIEWPORT)
             other.goto(url)
             wait_text(other, DEMO)

@@ -109,7 +109,7 @@ def _workspace_panel(ctx: AppContext) -> None:
             p for i, p in enumerate(recent) if p != ctx.workspace_path and p not in recent[:i]
         ]
         if recent:
-            pick = st.selectbox(
+            st.selectbox(
                 "Recent workspaces",
                 [str(p) for p in recent],
                 index=None,
@@ -118,15 +118,12 @@ def _workspace_panel(ctx: AppContext) -> None:
                     _short_path(Path(p)) + (" (default)" if p == str(default) else "")
                 ),
                 key="cl_ws_recent",
+                on_change=_pick_recent_workspace,
+                args=(str(default),),
             )
-            if pick == str(default):
-                st.session_state.pop("cl_ws_recent", None)
-                st.session_state.pop(KEY_WORKSPACE, None)
-                st.session_state.pop(KEY_HEAD, None)
-                st.rerun()
-            elif pick:
-                st.session_state.pop("cl_ws_recent", None)
-                _open_workspace(pick)
+            pending = st.session_state.pop(KEY_RECENT_PICK, None)
+            if pending:
+                _open_workspace(pending)
         if st.session_state.get(KEY_WORKSPACE) and st.button("Back to default", key="cl_ws_def"):
             st.session_state.pop(KEY_WORKSPACE, None)
             st.rerun()
@@ -168,6 +165,22 @@ def _refresh_counts() -> None:
 
 def _workspace_roots() -> list[Path]:
     return context.workspace_roots()
+
+
+KEY_RECENT_PICK = "cl_ws_recent_pick"
+
+
+def _pick_recent_workspace(default: str) -> None:
+    """The recent-workspaces box was changed: open the pick (next run) and clear the box."""
+    pick = st.session_state.get("cl_ws_recent")
+    st.session_state["cl_ws_recent"] = None
+    if not pick:
+        return
+    if pick == default:
+        st.session_state.pop(KEY_WORKSPACE, None)
+        st.session_state.pop(KEY_HEAD, None)
+    else:
+        st.session_state[KEY_RECENT_PICK] = pick
 
 
 def _open_workspace(path: str) -> None:
