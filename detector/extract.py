@@ -462,7 +462,9 @@ def _decode_on_device(batch: list[dict], backbone: Backbone, max_pixels: int) ->
                     image, backbone.image_size, CLIP_MEAN, CLIP_STD
                 )
                 continue
-            fallback = decode_image(data, max_pixels=max_pixels, min_side=backbone.image_size)
+            fallback = decode_image(
+                data, max_pixels=max_pixels, min_side=getattr(backbone, "decode_min_side", None)
+            )
             sample["pixels"] = backbone.preprocess(fallback.image)
         except ImageDecodeError as exc:
             sample["error"] = exc.reason
