@@ -503,16 +503,20 @@ def _read_state_dict(path: Path) -> dict:
     return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def _load_file_into(net, path: Path) -> bool:
-    """Load a local checkpoint into ``net``; returns whether it held the text tower."""
-    import open_clip
+def _load_file_into(net, path: Path, assign: bool = False) -> bool:
+    """Load a local checkpoint into ``net``; returns whether it held the text tower.
+
+    ``assign``: adopt the file's tensors as the weights (``net`` built on the meta device)."""
+    import open_clip.factory
 
     state = _read_state_dict(path)
     if state and all(k.startswith("visual.") for k in state):
-        net.visual.load_state_dict({k[len("visual.") :]: v for k, v in state.items()}, strict=True)
+        visual = {k[len("visual.") :]: v for k, v in state.items()}
+        net.visual.load_state_dict(visual, strict=True, assign=assign)
         return False
     del state
-    open_clip.load_checkpoint(net, str(path), strict=True, weights_only=True)
+    # the factory's name: ``_lean_loading`` makes it adopt the tensors when ``assign``
+    open_clip.factory.load_checkpoint(net, str(path), strict=True, weights_only=True)
     return True
 
 
@@ -532,8 +536,9 @@ def _load_pretrained(
             raise WeightsUnavailableError(f"{local}: checkpoint file not found")
         weights = "file:" + file_digest(local)
         try:
-            net = _quiet_create(model)
-            has_text = _load_file_into(net, local)
+            with _lean_loading(lean):
+                net = _quiet_create(model)
+                has_text = _load_file_into(net, local, assign=lean)
         except Exception as exc:
             raise WeightsUnavailableError(
                 f"{local}: not a usable {model} checkpoint ({exc})"
