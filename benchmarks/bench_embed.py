@@ -161,7 +161,7 @@ def main() -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"precision auto -> {resolve_precision('auto', torch.device('cpu'))}"
+        f"precision auto -> {resolve_precision('auto', torch.device('cpu'), args.model)}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

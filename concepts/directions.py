@@ -215,6 +215,7 @@ def load_text_encoder(backbone_id: str, *, device: str = "auto", precision: str 
     parts = parse_backbone_id(backbone_id)
     extra = {"interpolation": parts["interpolation"], "draft": parts["draft"]}
     model, weights = parts["model"], parts["weights"]
+    extra["text_tower"] = True  # loaded for its text tower: keep it from the start
     if model == TINY_CLIP:
         return load_backbone(TINY_CLIP, None, device=device, precision=precision, **extra)
     if not weights or weights.startswith(("file:", "dir:")) or model == "local-dir":

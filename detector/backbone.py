@@ -28,10 +28,12 @@ model, and its id says so: ``ViT-L-14-336-quickgelu/openai``. Ids of earlier Cue
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ import torch
 
 from detector import hashing, paths
 from detector.errors import CueLensError
+from detector.precision import PrecisionDecision, cached_decision, choose_cpu_precision, machine_key
 
 ASSETS = paths.assets_dir()
 MODEL_CONFIG_DIR = ASSETS / "models"
@@ -99,6 +102,35 @@ class Backbone:
         unless reduced-scale JPEG decoding was asked for (``draft_decode``)."""
         return self.image_size if self.draft_decode else None
 
+    # how the precision was chosen (measured on this CPU, cached, --precision, device rule)
+    precision_decision: PrecisionDecision | None = None
+    # rebuilds the full fp32 model when the text tower is first needed (see ``load_backbone``)
+    text_source: Callable[[], torch.nn.Module] | None = field(default=None, repr=False)
+    _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def text_loaded(self) -> bool:
+        """Whether the text tower is in memory (it is loaded on the first ``encode_text``)."""
+        return self.text_source is None
+
+    def _ensure_text_tower(self) -> None:
+        with self._text_lock:
+            if self.text_source is None:
+                return
+            full = self.text_source()
+            for name in _text_parts(full):
+                part = getattr(full, name)
+                if isinstance(part, torch.nn.Module):
+                    part = part.eval().requires_grad_(False)
+                elif isinstance(part, torch.Tensor) and name not in full._buffers:
+                    part = torch.nn.Parameter(part.detach(), requires_grad=False)
+                setattr(self.model, name, part)
+            del full
+            self.model.to(self.device)
+            if self.weights_in_bf16:
+                self.model.to(torch.bfloat16)
+            self.text_source = None
+
     @property
     def weights_in_bf16(self) -> bool:
         """bf16 on a CPU: the frozen weights themselves are bf16 (see ``load_backbone``)."""
@@ -121,9 +153,7 @@ class Backbone:
         if self.weights_in_bf16:
             pixels = pixels.to(torch.bfloat16)
         with self._autocast():
-            x = visual._embeds(pixels)
-            x = visual.transformer(x)
-            pooled, _ = visual._pool(x)
+            pooled = _pooled(visual, pixels)
             projected = pooled @ visual.proj if visual.proj is not None else pooled
         return {"pooled": pooled.float().cpu(), "projected": projected.float().cpu()}
 
@@ -137,6 +167,7 @@ class Backbone:
                 f"(python -m detector convert-weights)"
             )
         self.text_calls += 1
+        self._ensure_text_tower()
         out = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)
@@ -151,6 +182,38 @@ class Backbone:
         """Both taps for RGB PIL images (preprocessed here), as float32 numpy arrays."""
         batch = torch.stack([self.preprocess(im) for im in images])
         return {k: v.numpy() for k, v in self.encode_images(batch).items()}
+
+
+def _pooled(visual: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """The pooled tap of an open_clip image tower (CLS token after the final layer norm)."""
+    x = visual._embeds(pixels)
+    x = visual.transformer(x)
+    pooled, _ = visual._pool(x)
+    return pooled
+
+
+def _text_parts(net: torch.nn.Module) -> list[str]:
+    """Attribute names of an open_clip model's text tower (``text`` for custom-text models)."""
+    names = (
+        ("text",)
+        if hasattr(net, "text") and not hasattr(net, "token_embedding")
+        else (
+            "transformer",
+            "token_embedding",
+            "positional_embedding",
+            "ln_final",
+            "text_projection",
+            "attn_mask",
+        )
+    )
+    return [n for n in names if getattr(net, n, None) is not None]
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by dropped fp32 weights back to the OS (glibc keeps freed chunks of
+    up to 32 MB in its heap, which would keep them in the resident set)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # -- device and precision --------------------------------------------------------------------
@@ -177,29 +240,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
-    """True when bf16 pays on this CPU: it exposes AMX-BF16 tiles to this process.
+def resolve_precision(precision: str, device: torch.device, model: str | None = None) -> str:
+    """``bf16`` or ``fp32`` where known before loading; ``auto`` for a CPU not yet measured.
 
-    AVX512-BF16 alone is not enough. Measured with torch 2.14.1 (benchmarks/bench_embed.py),
-    ViT-B-16 with bf16 weights ran 3.5x faster than fp32 on two cores with AMX, but 0.65x as
-    fast on two AVX512-BF16 cores without it (oneDNN's avx512_core_bf16 kernels there lose to
-    the fp32 GEMM), so ``auto`` keeps fp32 on such CPUs.
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    if " amx_bf16" not in cpuinfo:
-        return False
-    amx_usable = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(amx_usable()) if amx_usable is not None else True
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA (when supported) and on CPUs with AMX-BF16; fp32 elsewhere.
-
-    bf16 means autocast on CUDA and MPS, and bf16 weights on the CPU (see ``load_backbone``).
+    CUDA: bf16 when supported (autocast). MPS: fp32. CPU: the decision measured on this
+    machine for ``model`` (``detector.precision``) if one is cached, else ``auto``, which
+    ``load_backbone`` settles by measuring. bf16 on a CPU means bf16 weights.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise BackboneError(f"unknown precision {precision!r} (use auto, bf16 or fp32)")
@@ -207,9 +253,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and cpu_prefers_bf16():
-        return "bf16"
+    if device.type == "cpu":
+        hit = cached_decision(machine_key(model)) if model else None
+        return hit.precision if hit is not None else "auto"
     return "fp32"
+
+
+def _device_decision(requested: str, precision: str, device: torch.device) -> PrecisionDecision:
+    if requested != "auto":
+        return PrecisionDecision(precision, "override", f"--precision {requested}")
+    return PrecisionDecision(precision, "device", f"{device.type}: {precision} by rule")
 
 
 # -- weights resolution ---------------------------------------------------------------------
@@ -371,6 +424,49 @@ def _check_taps(model: torch.nn.Module, name: str) -> None:
         )
 
 
+_LEAN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _lean_loading(enabled: bool):
+    """Build the open_clip model on the meta device and take the checkpoint's tensors as its
+    weights (``load_state_dict(assign=True)``) instead of copying them into randomly
+    initialised ones: one copy of the weights in memory while loading instead of two, and
+    no time spent on random initialisation. Buffers that are not in the checkpoint stay on
+    the meta device (the text tower's causal mask); ``load_backbone`` drops the text tower
+    and checks that nothing else was left there."""
+    if not enabled:
+        yield
+        return
+    import open_clip.factory as factory
+
+    original_load, original_place = factory.load_checkpoint, factory._set_model_device_and_precision
+
+    def load_assigning(model, *args, **kwargs):
+        model.load_state_dict = lambda sd, strict=True: type(model).load_state_dict(
+            model, sd, strict=strict, assign=True
+        )
+        try:
+            return original_load(model, *args, **kwargs)
+        finally:
+            del model.load_state_dict
+
+    with _LEAN_LOCK:
+        factory.load_checkpoint = load_assigning
+        factory._set_model_device_and_precision = lambda *a, **k: None  # stays on meta
+        try:
+            with torch.device("meta"):
+                yield
+        finally:
+            factory.load_checkpoint = original_load
+            factory._set_model_device_and_precision = original_place
+
+
+def _meta_tensors(module: torch.nn.Module) -> list[str]:
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    return [name for name, t in tensors if t is not None and t.is_meta]
+
+
 def openai_variant(model: str, pretrained: str | None) -> str:
     """The open_clip model name that runs ``pretrained`` with its training-time activation.
 
@@ -407,20 +503,26 @@ def _read_state_dict(path: Path) -> dict:
     return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def _load_file_into(net, path: Path) -> bool:
-    """Load a local checkpoint into ``net``; returns whether it held the text tower."""
-    import open_clip
+def _load_file_into(net, path: Path, assign: bool = False) -> bool:
+    """Load a local checkpoint into ``net``; returns whether it held the text tower.
+
+    ``assign``: adopt the file's tensors as the weights (``net`` built on the meta device)."""
+    import open_clip.factory
 
     state = _read_state_dict(path)
     if state and all(k.startswith("visual.") for k in state):
-        net.visual.load_state_dict({k[len("visual.") :]: v for k, v in state.items()}, strict=True)
+        visual = {k[len("visual.") :]: v for k, v in state.items()}
+        net.visual.load_state_dict(visual, strict=True, assign=assign)
         return False
     del state
-    open_clip.load_checkpoint(net, str(path), strict=True, weights_only=True)
+    # the factory's name: ``_lean_loading`` makes it adopt the tensors when ``assign``
+    open_clip.factory.load_checkpoint(net, str(path), strict=True, weights_only=True)
     return True
 
 
-def _load_pretrained(model: str, pretrained: str, cache_dir: str | None, shown: str | None = None):
+def _load_pretrained(
+    model: str, pretrained: str, cache_dir: str | None, shown: str | None = None, lean: bool = False
+):
     """Build ``model`` with weights from a tag or a local file; (net, weights id, has_text).
 
     ``shown`` is the model name the user gave (messages name it, not its QuickGELU variant)."""
@@ -434,8 +536,9 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None, shown: 
             raise WeightsUnavailableError(f"{local}: checkpoint file not found")
         weights = "file:" + file_digest(local)
         try:
-            net = _quiet_create(model)
-            has_text = _load_file_into(net, local)
+            with _lean_loading(lean):
+                net = _quiet_create(model)
+                has_text = _load_file_into(net, local, assign=lean)
         except Exception as exc:
             raise WeightsUnavailableError(
                 f"{local}: not a usable {model} checkpoint ({exc})"
@@ -449,13 +552,14 @@ def _load_pretrained(model: str, pretrained: str, cache_dir: str | None, shown: 
     if not cached_weights_path(model, pretrained, cache_dir) and not network_reachable():
         raise WeightsUnavailableError(missing_weights_message(shown, pretrained, cache_dir))
     try:
-        net = open_clip.create_model(
-            model,
-            pretrained=pretrained,
-            require_pretrained=True,
-            cache_dir=cache_dir,
-            weights_only=True,
-        )
+        with _lean_loading(lean):
+            net = open_clip.create_model(
+                model,
+                pretrained=pretrained,
+                require_pretrained=True,
+                cache_dir=cache_dir,
+                weights_only=True,
+            )
     except Exception as exc:
         raise WeightsUnavailableError(
             missing_weights_message(shown, pretrained, cache_dir) + f"\n(cause: {exc})"
@@ -577,6 +681,7 @@ def load_backbone(
     interpolation: str = DEFAULT_INTERPOLATION,
     allow_random: bool = False,
     draft: bool = False,
+    text_tower: bool = False,
 ) -> Backbone:
     """Build a frozen CLIP backbone.
 
@@ -588,6 +693,11 @@ def load_backbone(
     yields the id ``MODEL/random``, marked as a demo. OpenAI weights are always run with
     QuickGELU (:func:`openai_variant`). ``draft=True`` lets JPEGs be decoded at reduced DCT
     scale (faster, not the paper's pixels; the id gets ``@draft``).
+
+    Precision ``auto`` on a CPU is measured once per machine and model
+    (``detector.precision``); bf16 there means the weights are cast once, and no fp32 copy
+    is kept. The text tower is dropped after loading unless ``text_tower``: image-only work
+    never holds it, and the first ``encode_text`` loads it again from the same weights.
     """
     import open_clip
 
@@ -630,19 +740,38 @@ def load_backbone(
             )
         else:
             net, weights, has_text = _load_pretrained(
-                openai_variant(model, pretrained), pretrained, cache_dir, shown=model
+                openai_variant(model, pretrained),
+                pretrained,
+                cache_dir,
+                shown=model,
+                lean=not text_tower,
             )
 
     _check_taps(net, model)
+    text_source = None
+    if not text_tower and _text_parts(net):
+        for name in _text_parts(net):
+            setattr(net, name, None)
+        text_source = _text_loader(model, pretrained, cache_dir, interpolation, allow_random)
+    left = _meta_tensors(net)
+    if left:  # lean loading left weights unset that the image tower needs: refuse, loudly
+        raise BackboneError(f"{model}: weights missing after loading: {', '.join(left[:5])}")
     net.eval().requires_grad_(False).to(dev)
-    if prec == "bf16" and dev.type == "cpu":
-        # On CPUs, autocast re-casts every weight on every call (measured slower than fp32
-        # here); frozen weights cast to bf16 once run about 3x faster than fp32 with cosine
-        # > 0.9999 to the fp32 features (benchmarks/bench_embed.py).
-        net.to(torch.bfloat16)
-    visual = net.visual
-    image_size = visual.image_size
+    image_size = net.visual.image_size
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
+    if prec == "auto":  # a CPU: measured here once per machine and model, then cached
+        decision, bf16_visual = choose_cpu_precision(model, net.visual, _pooled)
+        prec = decision.precision
+        if bf16_visual is not None:
+            net.visual = bf16_visual  # the fp32 tower is dropped here
+    else:
+        decision = _device_decision(precision, prec, dev)
+    if prec == "bf16" and dev.type == "cpu":
+        # On CPUs, autocast re-casts every weight on every call (measured slower than fp32);
+        # frozen weights are cast to bf16 once instead.
+        net.to(torch.bfloat16)
+    _release_freed_memory()
+    visual = net.visual
     pooled_dim = visual.ln_post.normalized_shape[0]
     projected_dim = visual.proj.shape[1] if visual.proj is not None else pooled_dim
     backbone_id = backbone_id_for(model, pretrained, interpolation, draft)
@@ -663,4 +792,25 @@ def load_backbone(
         is_demo=is_demo,
         draft_decode=draft,
         has_text=has_text,
+        precision_decision=decision,
+        text_source=text_source,
     )
+
+
+def _text_loader(model, pretrained, cache_dir, interpolation, allow_random):
+    """Rebuilds the full fp32 model from the same weights, for its text tower."""
+
+    def load() -> torch.nn.Module:
+        full = load_backbone(
+            model,
+            pretrained,
+            device="cpu",
+            precision="fp32",
+            cache_dir=cache_dir,
+            interpolation=interpolation,
+            allow_random=allow_random,
+            text_tower=True,
+        )
+        return full.model
+
+    return load

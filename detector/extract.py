@@ -35,7 +35,7 @@ from PIL import Image
 from detector.backbone import Backbone
 from detector.datasets import Dataset, Record
 from detector.hashing import sha256_bytes, sha256_file
-from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, read_bytes
 from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
 
 Progress = Callable[[int, int], None]
@@ -55,6 +55,8 @@ class EmbedSummary:
     failed: int = 0
     errors: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    # the backbone's precision and how it was chosen (``detector.precision``)
+    precision: dict | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -70,6 +72,7 @@ class EmbedSummary:
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
+            "precision": self.precision,
         }
 
 
@@ -144,7 +147,9 @@ class DecodeDataset(torch.utils.data.Dataset):
         perturb: Perturb | None = None,
         timeout: float = DECODE_TIMEOUT,
         draft: bool = False,
+        jpeg_bytes: bool = False,
     ):
+        self.jpeg_bytes = jpeg_bytes  # plain JPEGs come back as bytes for the GPU decoder
         self.items = list(items)
         self.draft = draft
         self.perturb = perturb
@@ -158,11 +163,23 @@ class DecodeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         record, digest = self.items[index]
-        out = {"index": index, "pixels": None, "error": None, "meta": {}}
+        out = {"index": index, "pixels": None, "error": None, "meta": {}, "jpeg": None}
+        source = record.path
+        if self.jpeg_bytes:
+            try:
+                source = read_bytes(record.path)
+            except ImageDecodeError as exc:
+                out["error"] = exc.reason
+                return out
+            dims = is_plain_jpeg(source, self.max_pixels)
+            if dims is not None:
+                out["jpeg"] = source
+                out["meta"] = {"width": dims[0], "height": dims[1], "format": "JPEG", "mode": "RGB"}
+                return out
         try:
             with decode_deadline(self.timeout):
                 decoded = decode_image(
-                    record.path,
+                    source,
                     path=str(record.path),
                     max_pixels=self.max_pixels,
                     # Full decoding (the paper's pixels) unless the backbone opted into
@@ -218,9 +235,89 @@ def _row(
     )
 
 
-def default_workers() -> int:
-    """DataLoader workers: the CPU count minus one for the forward pass, at least 1, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_workers(device: torch.device | str | None = None) -> int:
+    """DataLoader workers. On a CPU the forward pass needs a core: the CPU count minus one, at
+    least 1, at most 8. On a GPU the CPU only decodes: every core, at most 16."""
+    cpus = os.cpu_count() or 2
+    if device is not None and torch.device(device).type == "cuda":
+        return max(1, min(16, cpus))
+    return max(1, min(8, cpus - 1))
+
+
+# -- the GPU path ------------------------------------------------------------------------------
+
+GPU_DECODE_MIN_BATCH = 4  # fewer JPEGs per batch than this: nvjpeg's set-up cost is not repaid
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def gpu_decode_wanted(device: torch.device, perturb: Perturb | None, batch_size: int) -> bool:
+    """Whether JPEGs are decoded on the GPU (``torchvision.io.decode_jpeg(..., device=)``):
+    only with a CUDA backbone, no perturbation (perturbations act on decoded PIL images) and
+    batches big enough to pay for the decoder's set-up."""
+    if device.type != "cuda" or perturb is not None or batch_size < GPU_DECODE_MIN_BATCH:
+        return False
+    from torchvision import io
+
+    return hasattr(io, "decode_jpeg")
+
+
+def is_plain_jpeg(data: bytes, max_pixels: int | None) -> tuple[int, int] | None:
+    """(width, height) when ``data`` is a JPEG the GPU path can take as is: a plain 3-channel
+    baseline/progressive JPEG within the pixel limit, without an EXIF rotation; None
+    otherwise (CMYK, greyscale, rotated, huge or broken files go through the CPU decoder,
+    which handles them all)."""
+    if not data.startswith(_JPEG_MAGIC):
+        return None
+    import io as _io
+
+    try:
+        with Image.open(_io.BytesIO(data)) as im:
+            if im.format != "JPEG" or im.mode != "RGB":
+                return None
+            if im.getexif().get(0x0112, 1) not in (1, None):
+                return None
+            w, h = im.size
+    except Exception:
+        return None
+    if max_pixels is not None and w * h > max_pixels:
+        return None
+    return w, h
+
+
+def decode_jpegs(datas: Sequence[bytes], device: torch.device | str) -> list[torch.Tensor | None]:
+    """Decode JPEG bytes to uint8 (3, H, W) tensors on ``device`` in one batched call; when the
+    batch fails, file by file, and a file that still fails is None (the caller decodes it on
+    the CPU). Works on the CPU too, which is how the tests cover it."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+    if not tensors:
+        return []
+    try:
+        out = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+        return list(out)
+    except Exception:
+        pass
+    result: list[torch.Tensor | None] = []
+    for t in tensors:
+        try:
+            result.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
+        except Exception:
+            result.append(None)
+    return result
+
+
+def preprocess_tensor(image: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """The backbone's preprocessing on a uint8 (3, H, W) tensor, where it lies (GPU): bilinear
+    resize of the shorter side with antialiasing, centre crop, scale to [0, 1], normalise."""
+    from torchvision.transforms.v2 import functional as F
+
+    image = F.resize(image, [size], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    image = F.center_crop(image, [size, size])
+    x = image.float().div_(255)
+    m = torch.tensor(mean, device=x.device).view(3, 1, 1)
+    sd = torch.tensor(std, device=x.device).view(3, 1, 1)
+    return (x - m) / sd
 
 
 def embed_dataset(
@@ -248,8 +345,13 @@ def embed_dataset(
     """
     taps = {tap: tap if perturbation is None else f"{tap}@{perturbation}" for tap in TAPS}
     start = time.perf_counter()
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(backbone.device) if workers is None else workers
+    gpu_decode = gpu_decode_wanted(backbone.device, perturb, batch_size) and _bilinear(backbone)
     summary = EmbedSummary(backbone=backbone.id, images=len(dataset.records))
+    decision = getattr(backbone, "precision_decision", None)
+    summary.precision = (
+        decision.as_dict() if decision is not None else {"precision": backbone.precision}
+    )
     summary.errors.extend(dataset.errors)
     summary.failed += len(dataset.errors)
     summary.images += len(dataset.errors)
@@ -286,6 +388,7 @@ def embed_dataset(
             max_pixels,
             perturb,
             draft=getattr(backbone, "draft_decode", False),
+            jpeg_bytes=gpu_decode,
         )
         loader = torch.utils.data.DataLoader(
             data,
@@ -297,6 +400,8 @@ def embed_dataset(
         )
         finished = 0
         for batch in loader:
+            if gpu_decode:
+                _decode_on_device(batch, backbone, max_pixels)
             rows, good, tensors = [], [], []
             for sample in batch:
                 record, digest = items[sample["index"]]
@@ -310,7 +415,7 @@ def embed_dataset(
                 else:
                     good.append(digest)
                     tensors.append(sample["pixels"])
-            feats = backbone.encode_images(torch.stack(tensors)) if tensors else None
+            feats = backbone.encode_images(_stack_for(backbone, tensors)) if tensors else None
             with workspace.transaction():
                 if perturbation is None:
                     workspace.add_images(rows)
@@ -330,6 +435,55 @@ def embed_dataset(
 def as_stored(vector: np.ndarray) -> np.ndarray:
     """``vector`` rounded to the workspace's storage precision (float16), as float32."""
     return np.asarray(vector).astype(EMBEDDING_DTYPE).astype(np.float32)
+
+
+def _bilinear(backbone: Backbone) -> bool:
+    """Whether the backbone preprocesses with a bilinear resize (what the GPU path does)."""
+    steps = getattr(backbone.preprocess, "transforms", [])
+    modes = [getattr(t, "interpolation", None) for t in steps]
+    return any(getattr(m, "value", None) == "bilinear" for m in modes)
+
+
+def _decode_on_device(batch: list[dict], backbone: Backbone, max_pixels: int) -> None:
+    """Decode the batch's plain JPEGs on the backbone's device and preprocess them there; a file
+    the device decoder refuses is decoded on the CPU instead (its own error if that fails too).
+    """
+    from detector.backbone import CLIP_MEAN, CLIP_STD
+
+    todo = [s for s in batch if s.get("jpeg") is not None]
+    if not todo:
+        return
+    decoded = decode_jpegs([s["jpeg"] for s in todo], backbone.device)
+    for sample, image in zip(todo, decoded, strict=True):
+        data, sample["jpeg"] = sample["jpeg"], None
+        try:
+            if image is not None:
+                sample["pixels"] = preprocess_tensor(
+                    image, backbone.image_size, CLIP_MEAN, CLIP_STD
+                )
+                continue
+            fallback = decode_image(
+                data, max_pixels=max_pixels, min_side=getattr(backbone, "decode_min_side", None)
+            )
+            sample["pixels"] = backbone.preprocess(fallback.image)
+        except ImageDecodeError as exc:
+            sample["error"] = exc.reason
+        except Exception as exc:
+            sample["error"] = f"cannot preprocess image ({type(exc).__name__}: {exc})"
+
+
+def _stack_for(backbone: Backbone, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One batch on the backbone's device: CPU tensors go through pinned memory with a
+    non-blocking copy on CUDA; tensors already there (GPU-decoded) stay."""
+    if backbone.device.type != "cuda":
+        return torch.stack(tensors)
+    on_cpu = [t for t in tensors if t.device.type == "cpu"]
+    moved = (
+        iter(torch.stack(on_cpu).pin_memory().to(backbone.device, non_blocking=True))
+        if on_cpu
+        else iter(())
+    )
+    return torch.stack([next(moved) if t.device.type == "cpu" else t for t in tensors])
 
 
 @dataclass

@@ -16,7 +16,6 @@ from detector.backbone import (
     Backbone,
     BackboneError,
     WeightsUnavailableError,
-    cpu_prefers_bf16,
     file_digest,
     load_backbone,
     resolve_device,
@@ -164,30 +163,33 @@ def test_cli_reports_missing_weights_without_traceback(monkeypatch, tmp_path):
     assert "ViT-L-14-336 / openai are not available" in proc.stderr
 
 
-def test_bf16_counts_on_a_cpu_only_with_amx(monkeypatch):
-    """AVX512-BF16 without AMX ran bf16 slower than fp32 (bench_embed.py): auto keeps fp32."""
-    avx512_only = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
-    with_amx = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
-    assert not cpu_prefers_bf16(avx512_only)
-    assert not cpu_prefers_bf16("flags\t\t: fpu sse2 avx2\n")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert cpu_prefers_bf16(with_amx)
-    # the flag is listed but the kernel does not let this process use the tiles
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert not cpu_prefers_bf16(with_amx)
-
-
-def test_device_and_precision_resolution():
+def test_device_and_precision_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUE_LENS_HOME", str(tmp_path))
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    expected = "bf16" if cpu_prefers_bf16() else "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) == expected
+    # a CPU not measured yet for this model is settled at load time
+    assert resolve_precision("auto", torch.device("cpu"), "tiny-clip") == "auto"
+    backbone = load_backbone("tiny-clip", device="cpu", precision="auto")
+    assert backbone.precision_decision.source == "measured"
+    assert resolve_precision("auto", torch.device("cpu"), "tiny-clip") == backbone.precision
     with pytest.raises(BackboneError):
         resolve_precision("fp8", torch.device("cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(BackboneError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_text_tower_is_loaded_only_when_text_is_encoded(tiny_backbone: Backbone):
+    fresh = load_backbone("tiny-clip", device="cpu", precision="fp32")
+    assert not fresh.text_loaded
+    assert fresh.model.token_embedding is None
+    n_image_only = sum(p.numel() for p in fresh.model.parameters())
+    text = fresh.encode_text(["a photo with lens flare"])
+    assert fresh.text_loaded
+    assert sum(p.numel() for p in fresh.model.parameters()) > n_image_only
+    full = load_backbone("tiny-clip", device="cpu", precision="fp32", text_tower=True)
+    np.testing.assert_allclose(text, full.encode_text(["a photo with lens flare"]), atol=1e-6)
 
 
 def test_backbone_id_is_known_without_loading(tmp_path, test_vit, tiny_backbone):
@@ -251,3 +253,49 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_chose(preset, expected):
     )
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.strip() == expected
+
+
+def test_a_checkpoint_loads_lean_and_its_text_tower_on_demand(tmp_path, test_vit):
+    """Image-only loading builds on the meta device and adopts the checkpoint's tensors: the
+    weights are the file's, nothing is left unset, and the text tower comes back intact."""
+    import open_clip.factory
+
+    path = tmp_path / "test-vit.pt"
+    torch.save(test_vit.state_dict(), path)
+    built = []
+    original = open_clip.factory.load_checkpoint
+
+    def spy(model, *args, **kwargs):
+        built.append(next(model.parameters()).device.type)
+        return original(model, *args, **kwargs)
+
+    open_clip.factory.load_checkpoint = spy
+    try:
+        backbone = load_backbone("test-vit", str(path), device="cpu", precision="fp32")
+    finally:
+        open_clip.factory.load_checkpoint = original
+    assert built == ["meta"]  # no random initialisation in memory before the weights
+    assert open_clip.factory.load_checkpoint is original
+    for name, tensor in test_vit.visual.state_dict().items():
+        torch.testing.assert_close(backbone.model.visual.state_dict()[name], tensor)
+    assert not backbone.text_loaded
+    text = backbone.encode_text(["a photo"])
+    with torch.no_grad():
+        theirs = test_vit.encode_text(backbone.tokenizer(["a photo"]))
+    expected = torch.nn.functional.normalize(theirs, dim=-1).numpy()
+    np.testing.assert_allclose(text, expected, atol=1e-5)
+
+
+def test_a_checkpoint_missing_image_weights_is_refused(tmp_path, test_vit):
+    state = {k: v for k, v in test_vit.state_dict().items() if k != "visual.proj"}
+    path = tmp_path / "partial.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsUnavailableError, match="not a usable"):
+        load_backbone("test-vit", str(path), device="cpu", precision="fp32")
+
+
+def test_a_text_encoder_is_loaded_with_its_text_tower():
+    from concepts.directions import load_text_encoder
+
+    encoder = load_text_encoder("tiny-clip/random", device="cpu", precision="fp32")
+    assert encoder.text_loaded and encoder.model.token_embedding is not None

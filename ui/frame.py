@@ -12,7 +12,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from detector.backbone import resolve_device, resolve_precision
 from ui import context, resources, views
 from ui.context import KEY_BACKBONE, KEY_HEAD, KEY_WORKSPACE, AppContext
 from ui.settings import (
@@ -211,9 +210,7 @@ def _backbone_panel(ctx: AppContext) -> None:
     st.markdown("**Backbone**")
     spec = ctx.spec
     try:
-        device = resolve_device(spec.device)
-        precision = resolve_precision(spec.precision, device)
-        where = f"{device.type} · {precision}"
+        where = resources.warm_backbone(spec, ctx.backbone_id)  # loads in the background
     except Exception as exc:  # e.g. CUDA asked for but absent: say so, keep going
         where = f":red[{exc}]"
     source = "random weights (demo)" if spec.is_demo else _weights_source(spec)

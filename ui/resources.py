@@ -241,6 +241,59 @@ def backbone_loaded(spec: BackboneSpec) -> str | None:
     return _loaded().specs.get(spec)
 
 
+class _Warmups:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.threads: dict[tuple[BackboneSpec, str], threading.Thread] = {}
+        self.errors: dict[tuple[BackboneSpec, str], str] = {}
+        self.seconds: dict[tuple[BackboneSpec, str], float] = {}
+
+
+@st.cache_resource(show_spinner=False)
+def _warmups() -> _Warmups:
+    return _Warmups()
+
+
+def _warm(spec: BackboneSpec, backbone_id: str, warm: _Warmups) -> None:
+    start = time.perf_counter()
+    try:
+        backbone(spec, backbone_id)  # the same cache the pages use: they wait for this load
+    except Exception as exc:  # the page that needs the model loads it again and shows why
+        warm.errors[(spec, backbone_id)] = f"{type(exc).__name__}: {exc}"
+    warm.seconds[(spec, backbone_id)] = time.perf_counter() - start
+
+
+def warm_backbone(spec: BackboneSpec, backbone_id: str) -> str:
+    """Start loading ``spec`` in a background thread (once per process), so that the first
+    upload does not wait for it; returns the device and precision line for the sidebar.
+
+    Called when a page opens (the sidebar's backbone panel). The thread fills the same
+    ``st.cache_resource`` entry ``backbone`` reads; a page that needs the model meanwhile
+    waits for that one load (Streamlit computes a cached value once per key).
+    """
+    from detector.backbone import resolve_device, resolve_precision
+
+    device = resolve_device(spec.device)
+    key = (spec, backbone_id)
+    warm = _warmups()
+    with warm.lock:
+        if backbone_loaded(spec) is None and key not in warm.threads:
+            thread = threading.Thread(
+                target=_warm, args=(spec, backbone_id, warm), name="cue-lens-warm-up", daemon=True
+            )
+            warm.threads[key] = thread
+            thread.start()
+    loaded = _loaded().specs.get(spec)
+    if loaded is not None:
+        model = _backbone(spec.model, spec.pretrained, spec.device, spec.precision, backbone_id)
+        decision = model.precision_decision
+        return f"{device.type} · {decision.summary() if decision else model.precision}"
+    precision = resolve_precision(spec.precision, device, spec.model)
+    if precision == "auto":
+        precision = "auto (measured on first load)"
+    return f"{device.type} · {precision}"
+
+
 # -- heads -----------------------------------------------------------------------------------
 
 

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.failed} failed in {summary.seconds:.1f} s "
         f"({summary.images_per_second:.1f} images/s) with {summary.backbone}"
     )
+    if backbone.precision_decision is not None:
+        print(f"precision: {backbone.precision_decision.summary()}")
     for err in summary.errors:
         print(f"  failed: {err['path']}: {err['reason']}")
     return 0
