@@ -18,8 +18,13 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-run requirements-test.txt requirements-scale
 	$(BIN)/python -m pip install -q -r requirements-scale.txt
 	touch $@
 
+# The paper's released heads beside the checkout (../shared/clip-cues), when present and no
+# other folder is set: the Concepts page's released comparison then shows without a download.
+RELEASED_DIR ?= $(if $(wildcard ../shared/clip-cues/SHA256SUMS),$(abspath ../shared/clip-cues),)
+
 run: $(VENV)/.stamp-run
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(if $(RELEASED_DIR),CUE_LENS_RELEASED_DIR="$${CUE_LENS_RELEASED_DIR:-$(RELEASED_DIR)}") \
+	  $(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Datasets: folder layouts and CSV manifests turned into records.
 
-Two layouts (DESIGN.md, "Contracts"):
+Two layouts (docs/architecture.md, "Contracts"):
 
 - a folder ``ROOT/[split/]CLASS/**/image``: CLASS ``real``, ``0_real`` or ``nature`` means
   real, any other name is the generator. Inside a generator folder, a path component

@@ -1,9 +1,9 @@
 """The offline demo: a procedural dataset, embedded with ``tiny-clip``, and a head trained on it.
 
 When the default backbone's weights cannot be had, the dashboard starts on this demo instead
-of stopping (DESIGN.md, "Offline demo"). Everything here is deterministic (fixed seed) and
-idempotent: ``ensure_demo`` builds what is missing and, on a second call, only checks a small
-state record in the workspace (milliseconds).
+of stopping (docs/architecture.md, "Offline demo"). Everything here is deterministic (fixed
+seed) and idempotent: ``ensure_demo`` builds what is missing and, on a second call, only
+checks a small state record in the workspace (milliseconds).
 
 The dataset imitates the structure of a real benchmark, with a difference a model can learn:
 

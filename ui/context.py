@@ -4,9 +4,10 @@
 pages call ``current()``. The user's choices live in ``st.session_state`` under the keys
 below, set by the sidebar, so they survive page changes.
 
-Demo mode: when the requested backbone's weights cannot be had (DESIGN.md, "Offline demo"),
-the context switches to ``tiny-clip`` and the demo workspace (built once per process by a
-background job) and records the reason, which the frame shows at the top of every page.
+Demo mode: when the requested backbone's weights cannot be had (docs/architecture.md,
+"Offline demo"), the context switches to ``tiny-clip`` and the demo workspace (built once per
+process by a background job) and records the reason, which the frame shows at the top of
+every page.
 """
 
 from __future__ import annotations
