@@ -41,6 +41,15 @@ SOURCE_NOTE = (
 )
 
 
+def json_value(v):
+    """A table cell as plain JSON: numpy numbers as Python ones, NaN as None."""
+    if isinstance(v, (float, np.floating)):
+        return None if math.isnan(float(v)) else float(v)
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    return v
+
+
 class ShiftError(CueLensError):
     """The released concept models cannot be compared."""
 
@@ -145,12 +154,7 @@ class ConceptShift:
         """JSON-ready: source, domains, rank correlations, the most shifted concepts and each
         domain's top concepts (``top`` rows; None = all)."""
 
-        def clean(v):
-            if isinstance(v, (float, np.floating)):
-                return None if math.isnan(float(v)) else float(v)
-            if isinstance(v, (np.integer, np.bool_)):
-                return v.item()
-            return v
+        clean = json_value
 
         def records(df: pd.DataFrame) -> list[dict]:
             rows = df if top is None else df.head(top)

@@ -23,13 +23,13 @@ collapses can be checked for whether its explanations went silent too.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from concepts.importance import REAL, generators_of, group_labels
+from concepts.shift import json_value
 from concepts.stability import DEFAULT_TOP_K, jaccard, spearman_abs, top_k
 from detector.errors import CueLensError
 
@@ -153,12 +153,7 @@ class SurvivalResult:
         """JSON-ready: the per-generator table and, per generator, which of the source's top-K
         concepts survive (are in its top-K) and which go silent."""
 
-        def clean(v):
-            if isinstance(v, (float, np.floating)):
-                return None if math.isnan(float(v)) else float(v)
-            if isinstance(v, (np.integer, np.bool_)):
-                return v.item()
-            return v
+        clean = json_value
 
         gens = list(self.importance)
         cmp = self.compare(gens) if gens else pd.DataFrame({"concept": self.source_top()})
