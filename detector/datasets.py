@@ -10,6 +10,11 @@ Two layouts (docs/architecture.md, "Contracts"):
 - a CSV manifest with columns ``path,label[,generator,split,pair_id,source]`` (``source_repo``
   is read as ``source``); paths are relative to the CSV's folder and may not leave it; label
   ``real``/``synthetic`` (also ``fake``) or ``0``/``1``.
+- a Parquet listing (``.parquet``) with a ``path`` column and the manifest's optional
+  columns (``label`` may be missing or empty: unknown). In a listing and in a CSV manifest a
+  ``path`` may also be a URI (``file:///...``, ``s3://bucket/key``, ``gs://...``), read
+  through pyarrow's filesystems (``detector.uris``); a URI names its object explicitly, so
+  the "stay inside the folder" rule applies to relative paths only.
 
 Files are decoded later by content; here a folder scan only skips hidden files and files
 that are plainly not images (text, tables, archives).
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from detector.errors import CueLensError
+from detector.uris import is_uri
 
 REAL_CLASS_NAMES = {"real", "0_real", "nature"}
 FAKE_CLASS_NAMES = {"fake", "1_fake", "synthetic"}
@@ -48,7 +54,7 @@ class DatasetError(CueLensError):
 class Record:
     """One image file of a dataset. ``label``: 0 real, 1 synthetic, None unknown."""
 
-    path: Path
+    path: Path | str  # a local file, or a URI string (``detector.uris``)
     label: int | None
     generator: str | None = None
     split: str | None = None
@@ -61,7 +67,7 @@ class Dataset:
     """Records of a folder or manifest, plus per-row problems found while reading it."""
 
     root: Path
-    kind: str  # "folder" | "manifest" | "files"
+    kind: str  # "folder" | "manifest" | "listing" | "files"
     records: list[Record] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)  # {"path", "reason"}
 
@@ -74,7 +80,7 @@ class Dataset:
 
 
 def load_dataset(source: str | os.PathLike) -> Dataset:
-    """Read a dataset folder, a CSV manifest, or a single image file into records."""
+    """Read a dataset folder, a CSV manifest, a Parquet listing, or a single image file."""
     path = Path(source).expanduser()
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
@@ -82,6 +88,8 @@ def load_dataset(source: str | os.PathLike) -> Dataset:
         return _load_folder(path.resolve())
     if path.suffix.lower() in (".csv", ".tsv"):
         return load_manifest(path)
+    if path.suffix.lower() == ".parquet":
+        return load_listing(path)
     return Dataset(root=path.parent.resolve(), kind="files", records=[Record(path.resolve(), None)])
 
 
@@ -196,19 +204,67 @@ def load_manifest(csv_path: str | os.PathLike) -> Dataset:
     return dataset
 
 
-def _manifest_row(dataset: Dataset, csv_path: Path, line: int, row: dict) -> None:
+def load_listing(parquet_path: str | os.PathLike) -> Dataset:
+    """Read a Parquet listing: column ``path`` (local path relative to the file's folder, or
+    a URI) plus the manifest's optional columns; ``label`` may be absent or null (unknown).
+    Rows with problems become errors, as in a manifest."""
+    parquet_path = Path(parquet_path).expanduser().resolve()
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DatasetError(
+            f"{parquet_path}: reading a Parquet listing needs pyarrow "
+            f"(pip install -r requirements-scale.txt)"
+        ) from exc
+    try:
+        table = pq.read_table(parquet_path)
+    except Exception as exc:  # ArrowInvalid, OSError: not a Parquet file, truncated...
+        raise DatasetError(f"{parquet_path}: cannot read Parquet listing ({exc})") from exc
+    names = {name.strip().lower(): name for name in table.column_names}
+    if "path" not in names:
+        raise DatasetError(
+            f"{parquet_path}: a listing needs the column 'path' "
+            f"(found: {', '.join(sorted(names)) or 'none'})"
+        )
+    wanted = [key for key in MANIFEST_COLUMNS if key in names]
+    columns = {key: table.column(names[key]).to_pylist() for key in wanted}
+    dataset = Dataset(root=parquet_path.parent, kind="listing")
+    for i in range(table.num_rows):
+        row = {key: None if col[i] is None else str(col[i]) for key, col in columns.items()}
+        _manifest_row(dataset, parquet_path, i + 1, row, label_required=False)
+    return dataset
+
+
+def _manifest_row(
+    dataset: Dataset, csv_path: Path, line: int, row: dict, label_required: bool = True
+) -> None:
     rel = _clean(row.get("path"))
-    where = f"{csv_path.name} line {line}"
+    where = f"{csv_path.name} {'line' if label_required else 'row'} {line}"
     if rel is None:
         dataset.errors.append({"path": where, "reason": "empty path"})
         return
-    target = (dataset.root / rel).resolve()
-    if not target.is_relative_to(dataset.root):
-        dataset.errors.append(
-            {"path": rel, "reason": f"{where}: path leaves the manifest's folder; refused"}
+    if is_uri(rel):
+        target: Path | str = rel
+    else:
+        target = (dataset.root / rel).resolve()
+        if not target.is_relative_to(dataset.root):
+            dataset.errors.append(
+                {"path": rel, "reason": f"{where}: path leaves the manifest's folder; refused"}
+            )
+            return
+    label_text = (_clean(row.get("label")) or "").lower()
+    if not label_text and not label_required:
+        dataset.records.append(
+            Record(
+                path=target,
+                label=None,
+                generator=_clean(row.get("generator")),
+                split=_split(row.get("split")),
+                pair_id=_clean(row.get("pair_id")),
+                source=_clean(row.get("source")) or _clean(row.get("source_repo")),
+            )
         )
         return
-    label_text = (_clean(row.get("label")) or "").lower()
     if label_text not in LABEL_VALUES:
         dataset.errors.append(
             {
@@ -224,17 +280,21 @@ def _manifest_row(dataset: Dataset, csv_path: Path, line: int, row: dict) -> Non
         generator = UNKNOWN_GENERATOR
     if label == 0:
         generator = None
-    split = _clean(row.get("split"))
-    if split is not None:
-        split = split.lower()
-        split = "val" if split in ("valid", "validation") else split
     dataset.records.append(
         Record(
             path=target,
             label=label,
             generator=generator,
-            split=split,
+            split=_split(row.get("split")),
             pair_id=_clean(row.get("pair_id")),
             source=_clean(row.get("source")) or _clean(row.get("source_repo")),
         )
     )
+
+
+def _split(value: str | None) -> str | None:
+    split = _clean(value)
+    if split is None:
+        return None
+    split = split.lower()
+    return "val" if split in ("valid", "validation") else split

@@ -41,6 +41,7 @@ from detector.errors import CueLensError
 from detector.extract import EmbedSummary, Progress
 from detector.images import DEFAULT_MAX_PIXELS
 from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
+from detector.uris import location
 
 INSTALL_HINT = "pip install -r requirements-scale.txt  (ray[data] and pyarrow)"
 SHARD_DIR = "shards"
@@ -193,7 +194,7 @@ def _prepare(
     n = len(batch["path"])
     records = [
         Record(
-            path=Path(batch["path"][i]),
+            path=location(batch["path"][i]),
             label=None if batch["label"][i] < 0 else int(batch["label"][i]),
             generator=batch["generator"][i] or None,
             split=batch["split"][i] or None,

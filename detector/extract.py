@@ -35,8 +35,9 @@ from PIL import Image
 from detector.backbone import Backbone
 from detector.datasets import Dataset, Record
 from detector.hashing import sha256_bytes, sha256_file
-from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, read_bytes
+from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
+from detector.uris import is_uri, read_location, read_uri
 
 Progress = Callable[[int, int], None]
 # A perturbation applied to the decoded RGB image before preprocessing; it receives the image's
@@ -82,6 +83,12 @@ def hash_records(
     """``(record, sha256, size, error)`` for every record, in order; unreadable -> error."""
 
     def one(record: Record):
+        if is_uri(record.path):  # read through pyarrow's filesystems (detector.uris)
+            try:
+                data = read_uri(record.path)
+            except ImageDecodeError as exc:
+                return record, None, None, exc.reason
+            return record, sha256_bytes(data), len(data), None
         try:
             size = record.path.stat().st_size
             if size == 0:
@@ -165,13 +172,13 @@ class DecodeDataset(torch.utils.data.Dataset):
         record, digest = self.items[index]
         out = {"index": index, "pixels": None, "error": None, "meta": {}, "jpeg": None}
         source = record.path
-        if self.jpeg_bytes:
+        if self.jpeg_bytes or is_uri(record.path):
             try:
-                source = read_bytes(record.path)
+                source = read_location(record.path)
             except ImageDecodeError as exc:
                 out["error"] = exc.reason
                 return out
-            dims = is_plain_jpeg(source, self.max_pixels)
+            dims = is_plain_jpeg(source, self.max_pixels) if self.jpeg_bytes else None
             if dims is not None:
                 out["jpeg"] = source
                 out["meta"] = {"width": dims[0], "height": dims[1], "format": "JPEG", "mode": "RGB"}
