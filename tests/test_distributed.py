@@ -103,6 +103,40 @@ def test_bad_files_are_per_file_errors(ray_cluster, tmp_path, tiny_backbone, cap
         assert a.images().equals(b.images())  # decode errors recorded the same way
 
 
+def test_uri_listing_on_ray_equals_the_local_manifest(
+    ray_cluster, samples_dir, tmp_path, tiny_backbone, capsys
+):
+    """A Parquet listing of ``file://`` URIs plus one bad URI: the Ray tasks read the URIs
+    through pyarrow and embed them exactly as the local engine embeds the CSV manifest."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(samples_dir / "manifest.csv", newline="") as f:
+        rows = [
+            {"path": (samples_dir / r["path"]).resolve().as_uri(), "label": r["label"]}
+            for r in csv.DictReader(f)
+        ]
+    rows.append({"path": "nosuchscheme://bucket/key.png", "label": "real"})
+    listing = tmp_path / "listing.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), listing)
+    local = _embed(
+        samples_dir / "manifest.csv", tmp_path / "local", "--workers", "0", capsys=capsys
+    )
+    far = _embed(listing, tmp_path / "ray", "--engine", "ray", capsys=capsys)
+    assert (far["embedded"], far["failed"]) == (local["embedded"], 1) == (41, 1)
+    (error,) = far["errors"]
+    assert error["path"] == "nosuchscheme://bucket/key.png"
+    assert error["reason"].startswith("cannot open URI (")
+    for tap in TAPS:
+        h_local, x_local = _all(tmp_path / "local", tiny_backbone.id, tap)
+        h_ray, x_ray = _all(tmp_path / "ray", tiny_backbone.id, tap)
+        assert h_ray == h_local
+        assert np.array_equal(x_ray.astype(np.float16).view(np.uint16),
+                              x_local.astype(np.float16).view(np.uint16))  # fmt: skip
+
+
 def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path, tiny_backbone, capsys):
     data, ws_dir = tmp_path / "data", tmp_path / "ws"
     n = 240
