@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,16 @@ def test_listing_needs_a_path_column_and_a_parquet_file(tmp_path):
     broken.write_bytes(b"not parquet at all")
     with pytest.raises(DatasetError, match="cannot read Parquet listing"):
         load_dataset(broken)
+
+
+def test_without_pyarrow_listings_and_uris_say_how_to_install(tmp_path, monkeypatch):
+    from detector.images import ImageDecodeError
+    from detector.uris import read_uri
+
+    listing = _write_listing(tmp_path / "l.parquet", [{"path": "a.png"}])
+    for name in ("pyarrow", "pyarrow.fs", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
+    with pytest.raises(DatasetError, match=r"pip install -r requirements-scale\.txt"):
+        load_dataset(listing)
+    with pytest.raises(ImageDecodeError, match=r"pip install -r requirements-scale\.txt"):
+        read_uri((tmp_path / "a.png").as_uri())
