@@ -17,6 +17,7 @@ from detector.inference import (
 )
 from ui import analysis, charts, provenance_view, settings, views
 from ui.frame import page_context
+from ui.uploads import chips_css, dropped_files
 
 ctx = page_context()
 VERDICT_STYLE = {
@@ -49,18 +50,23 @@ uploads = st.file_uploader(
     key="detect_upload",
     on_change=_on_upload_change,
 )
+st.html(chips_css("detect_upload"))  # every row of file chips, none scrolled away
+dropped = st.container()  # the drop's full file names and statuses, under the uploader
 
 
-def _take(files) -> list[tuple[str, bytes]]:
-    """The uploads within the per-drop limits (a message says what was left out)."""
-    items, total, skipped = [], 0, []
+def _take(files) -> tuple[list[tuple[str, bytes]], list[bool]]:
+    """The uploads within the per-drop limits (a message says what was left out), and for
+    each upload whether it was taken."""
+    items, total, skipped, taken = [], 0, [], []
     cap = settings.max_upload_total_mb() * 1024 * 1024
     for f in files:
         size = f.size
         if len(items) >= settings.max_upload_files() or total + size > cap:
             skipped.append(f.name)
+            taken.append(False)
             continue
         items.append((f.name, f.getvalue()))
+        taken.append(True)
         total += size
     if skipped:
         st.warning(
@@ -68,7 +74,15 @@ def _take(files) -> list[tuple[str, bytes]]:
             f"and {settings.max_upload_total_mb()} MB per drop: {', '.join(skipped[:5])}"
             + ("…" if len(skipped) > 5 else "")
         )
-    return items
+    return items, taken
+
+
+def _dropped(files, taken: list[bool], results: list[analysis.ImageResult]) -> None:
+    """Under the uploader: every dropped file with its full name, size and status."""
+    rows = [(f.name, f.size, t) for f, t in zip(files, taken, strict=True)]
+    title = f"Dropped files ({len(rows)}): full names and status"
+    with dropped, st.expander(title, expanded=True):
+        st.table(dropped_files(rows, results), hide_index=True)
 
 
 def _analyse(items: list[tuple[str, bytes]], head) -> list[analysis.ImageResult]:
@@ -342,8 +356,9 @@ def main() -> None:
             "verdict. Train a head on the Data page or import one.",
             icon=":material/warning:",
         )
-    items = _take(uploads)
+    items, taken = _take(uploads)
     results = _analyse(items, head)
+    _dropped(uploads, taken, results)
     st.session_state["detect_last"] = {
         "backbone": ctx.backbone_id,
         "head": ctx.head_option.key if ctx.head_option else None,
