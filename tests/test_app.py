@@ -7,6 +7,7 @@ page changes, long work runs as background jobs, and errors are messages, not tr
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -843,3 +844,27 @@ def test_concepts_page_galleries_and_a_custom_concept_match_the_library(demo_hom
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     expected = roc_auc_score(meta["label"].astype(int), unit @ direction)
     assert abs(shown_auc - expected) <= 0.006
+
+
+def test_dropped_files_list_full_names_and_what_became_of_each(monkeypatch):
+    from PIL import Image
+
+    from ui.uploads import LEFT_OUT
+
+    monkeypatch.setenv("CUE_LENS_MAX_FILES", "2")  # the third file is left out
+    png = io.BytesIO()
+    Image.new("RGB", (96, 80), (200, 40, 40)).save(png, format="PNG")
+    stem = "summer-holiday-2026-beach-sunset-camera-roll-export-shot-"
+    files = [
+        (f"{stem}01-edited.png", png.getvalue()),
+        (f"{stem}02-edited.png", b"not an image"),
+        (f"{stem}03-edited.png", png.getvalue()),
+    ]
+    at = new_app().run()
+    at.file_uploader(key="detect_upload").set_value([(n, d, "image/png") for n, d in files]).run()
+    assert_clean(at, "drop")
+    listed = next(t.value for t in at.table if "status" in t.value.columns)
+    assert list(listed["file"]) == [name for name, _ in files]
+    status = list(listed["status"])
+    assert status[0] in {"likely real", "inconclusive", "likely synthetic"}
+    assert status[1].startswith("failed: ") and status[2] == LEFT_OUT
