@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -462,6 +463,17 @@ def _lean_loading(enabled: bool):
             factory._set_model_device_and_precision = original_place
 
 
+def _default_logit_parameters(net: torch.nn.Module) -> None:
+    """Give ``logit_scale`` / ``logit_bias`` open_clip's initial values when a lean load left
+    them unset: image-text scoring parameters the image tower never uses, absent from a
+    vision-only checkpoint (``convert-weights`` of a ``CLIPVisionModelWithProjection``)."""
+    initial = {"logit_scale": math.log(1 / 0.07), "logit_bias": -10.0}
+    for name, value in initial.items():
+        param = getattr(net, name, None)
+        if isinstance(param, torch.nn.Parameter) and param.is_meta:
+            setattr(net, name, torch.nn.Parameter(torch.full(param.shape, value)))
+
+
 def _meta_tensors(module: torch.nn.Module) -> list[str]:
     tensors = list(module.named_parameters()) + list(module.named_buffers())
     return [name for name, t in tensors if t is not None and t.is_meta]
@@ -753,6 +765,7 @@ def load_backbone(
         for name in _text_parts(net):
             setattr(net, name, None)
         text_source = _text_loader(model, pretrained, cache_dir, interpolation, allow_random)
+    _default_logit_parameters(net)
     left = _meta_tensors(net)
     if left:  # lean loading left weights unset that the image tower needs: refuse, loudly
         raise BackboneError(f"{model}: weights missing after loading: {', '.join(left[:5])}")
