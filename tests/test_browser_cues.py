@@ -8,23 +8,16 @@ Saves ``concepts_released.png`` and ``generators_survival.png`` into ``tmp_path`
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from test_browser import (
     CHROMIUM,
     DEMO,
-    REPO,
-    START_TIMEOUT_S,
     STEP_TIMEOUT_MS,
     VIEWPORT,
-    free_port,
     heading,
+    run_server,
     settle,
     shoot,
     shots_dir,
@@ -50,44 +43,14 @@ def released_server(tmp_path_factory, tmp_path, clip_cues_dir):
     ensure_demo(shared)
     home = tmp_path_factory.mktemp("home_cues")
     shutil.copytree(shared, home, dirs_exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "CUE_LENS_"))}
-    env.update(
-        CUE_LENS_HOME=str(home),
-        CUE_LENS_OFFLINE="1",
+    with run_server(
+        home,
+        tmp_path / "server.log",
         CUE_LENS_DATA_ROOT=str(tmp_path),
         CUE_LENS_RELEASED_DIR=str(clip_cues_dir),
         CUE_LENS_CACHE=str(tmp_path / "cache"),
-    )
-    log_path = tmp_path / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log_path.read_text()}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    ) as url:
+        yield url
 
 
 def test_released_comparison_and_survival_screenshots(released_server, tmp_path):
