@@ -18,13 +18,6 @@ class ScoresError(CueLensError):
     """Embeddings and directions do not fit together, or the workspace lacks embeddings."""
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """L2-normalise each row (float32); zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
 def concept_scores(projected: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """Cosines (N, Q) float32 of N projected embeddings (N, dim) with Q unit directions (Q, dim).
 
@@ -69,9 +62,3 @@ def workspace_scores(
             f"run `python -m detector embed` first"
         )
     return meta, concept_scores(projected, directions)
-
-
-def scores_frame(scores: np.ndarray, concept_ids, meta: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Scores as a DataFrame, one column per concept, indexed by image hash when meta is given."""
-    index = meta["hash"].to_numpy() if meta is not None and "hash" in meta else None
-    return pd.DataFrame(np.asarray(scores), columns=list(concept_ids), index=index)

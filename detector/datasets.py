@@ -93,13 +93,6 @@ def load_dataset(source: str | os.PathLike) -> Dataset:
     return Dataset(root=path.parent.resolve(), kind="files", records=[Record(path.resolve(), None)])
 
 
-def files_dataset(paths: list[str | os.PathLike]) -> Dataset:
-    """Unlabelled records for explicit image files (``predict``, uploads)."""
-    resolved = [Path(p).expanduser().resolve() for p in paths]
-    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
-    return Dataset(root=root, kind="files", records=[Record(p, None) for p in resolved])
-
-
 def _is_candidate(path: Path) -> bool:
     return (
         path.is_file()

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -587,25 +586,4 @@ def embed_bytes(
                 workspace.add_images(rows)
                 for tap in TAPS:
                     workspace.put_embeddings(backbone.id, tap, hashes, feats[tap][idx].numpy())
-    return results
-
-
-def embed_paths(
-    paths: Sequence[str | os.PathLike],
-    backbone: Backbone,
-    workspace: Workspace | None = None,
-    **kwargs,
-) -> list[ImageEmbedding]:
-    """``embed_bytes`` for files on disk; unreadable files come back with their error."""
-    items, errors = [], {}
-    for p in paths:
-        try:
-            items.append((str(p), Path(p).read_bytes()))
-        except OSError as exc:
-            errors[str(p)] = f"cannot read file ({exc.strerror or exc})"
-            items.append((str(p), b""))
-    results = embed_bytes(items, backbone, workspace, **kwargs)
-    for r in results:
-        if r.name in errors:
-            r.error = errors[r.name]
     return results

@@ -111,11 +111,6 @@ def get_head_type(name: str) -> type:
     return _HEAD_TYPES[name]
 
 
-def head_types() -> list[str]:
-    """Names of all head types, including the lazily imported ones."""
-    return sorted(set(_HEAD_TYPES) | set(_LAZY_HEAD_TYPES))
-
-
 # -- the shared inference half of the contract ----------------------------------------------
 
 

@@ -251,13 +251,6 @@ def oracle_threshold(y_true, probability) -> float:
 # -- bootstrap -------------------------------------------------------------------------------
 
 
-def bootstrap_strata(y, generator=None) -> np.ndarray:
-    """Stratum of each image: ``real`` for reals, else its generator (``unknown`` if none)."""
-    y = _labels(y)
-    gens = normalise_generators(y, generator)
-    return np.where(y == 0, "real", gens).astype(object)
-
-
 def bootstrap_weights(
     strata: Sequence,
     n_boot: int,

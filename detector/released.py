@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -501,8 +501,3 @@ def released_rows(cache_dir: str | os.PathLike | None = None) -> list[dict]:
             }
         )
     return rows
-
-
-def registry_json() -> list[dict]:
-    """The registry as plain dicts (with URLs)."""
-    return [{**asdict(r), "url": r.url} for r in RELEASED_HEADS.values()]

@@ -118,12 +118,6 @@ def assign_splits(
     return pd.Series(assignment, name="split").sort_index()
 
 
-def split_counts(meta: pd.DataFrame) -> pd.DataFrame:
-    """Images per split and stratum (rows: stratum; columns: splits)."""
-    table = pd.crosstab(strata_of(meta), meta["split"].fillna("none"))
-    return table.rename_axis(index="stratum", columns="split")
-
-
 def ensure_splits(
     workspace,
     *,

@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -322,10 +322,6 @@ class Workspace:
             "SELECT path FROM paths WHERE hash = ? ORDER BY path", (image_hash,)
         ).fetchall()
         return [r[0] for r in rows]
-
-    def known_hashes(self) -> set[str]:
-        """Hashes of all images in the workspace (decodable or not)."""
-        return {r[0] for r in self._conn.execute("SELECT hash FROM images")}
 
     # -- embeddings -----------------------------------------------------------------------
 
@@ -651,8 +647,3 @@ class Workspace:
                 for b, t, n in self.backbones().itertuples(index=False)
             ],
         }
-
-
-def image_row_dict(row: ImageRow) -> dict:
-    """An ``ImageRow`` as a plain dict (for JSON output)."""
-    return asdict(row)

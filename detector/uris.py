@@ -32,14 +32,6 @@ def location(text: str) -> str | Path:
     return text if is_uri(text) else Path(text)
 
 
-def require_pyarrow() -> None:
-    """Raise ``ImportError`` with the install command when pyarrow is missing."""
-    try:
-        import pyarrow.fs  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"reading URIs needs pyarrow: {INSTALL_HINT}") from exc
-
-
 def read_uri(uri: str) -> bytes:
     """All bytes of the object at ``uri``; every failure is an ``ImageDecodeError``."""
     try:
