@@ -53,9 +53,16 @@ __all__ = [
     "audit",
     "audit_figure",
     "audit_table",
+    "display_table",
     "image_properties",
+    "is_workspace_dir",
     "property_separation",
+    "property_text",
+    "scope_label",
+    "scope_text",
+    "separation_sentence",
     "summarise_groups",
+    "value_text",
 ]
 
 DEFAULT_THRESHOLD = 0.8
@@ -151,6 +158,39 @@ class AuditReport:
             "separations": _records(self.separations),
             "errors": self.errors,
         }
+
+    @classmethod
+    def from_dict(cls, doc: dict, images: list[dict] | None = None) -> AuditReport:
+        """Inverse of :meth:`as_dict`, with the per-image table given as ``images`` records
+        (``as_dict`` keeps only their count); used for audits kept in the workspace."""
+        frame = pd.DataFrame(
+            images or [],
+            columns=[
+                "path", "label", "class", "generator", "source", "split", *PROPERTIES,
+                "declared_by",
+            ],
+        )  # fmt: skip
+        for name in NUMERIC_PROPERTIES:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+        frame["label"] = frame["label"].astype(int)
+        separations = pd.DataFrame(doc.get("separations") or [], columns=SEPARATION_COLUMNS)
+        separations["flagged"] = separations["flagged"].astype(bool)
+        return cls(
+            source=doc["source"],
+            images=frame,
+            summary=pd.DataFrame(doc.get("summary") or []),
+            separations=separations,
+            warnings=list(doc.get("warnings") or []),
+            errors=list(doc.get("errors") or []),
+            threshold=float(doc.get("threshold", DEFAULT_THRESHOLD)),
+            min_per_class=int(doc.get("min_per_class", DEFAULT_MIN_PER_CLASS)),
+        )
+
+
+SEPARATION_COLUMNS = [
+    "scope", "group", "property", "auc", "direction", "real_value", "synthetic_value",
+    "n_real", "n_synthetic", "one_class_only", "flagged",
+]  # fmt: skip
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -385,7 +425,13 @@ def _scopes(images: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     return scopes
 
 
-def _scope_text(scope: str, group: str) -> str:
+def scope_label(scope: str, group: str) -> str:
+    """Where a separation was tested, short: ``all images``, ``generator X``, ``source Y``."""
+    return "all images" if scope == "all" else f"{scope} {group}"
+
+
+def scope_text(scope: str, group: str) -> str:
+    """Where a separation was tested, as the start of a sentence."""
     if scope == "all":
         return "Across all images"
     if scope == "generator":
@@ -393,9 +439,14 @@ def _scope_text(scope: str, group: str) -> str:
     return f"Within source {group}"
 
 
-def _fmt(prop: str, value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def value_text(prop: str, value) -> str:
+    """A typical value of an audited property as a reader sees it (``512 px``, ``84 KiB``,
+    ``quality 84``); ``n/a`` for a missing one. The CLI's warnings and the dashboard's
+    table both use it."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
+    if isinstance(value, str):
+        return value
     if prop in ("width", "height"):
         return f"{value:.0f} px"
     if prop == "file_size":
@@ -407,9 +458,58 @@ def _fmt(prop: str, value) -> str:
     return str(value)
 
 
+def property_text(prop: str) -> str:
+    """An audited property's column name in words (``jpeg quality``)."""
+    return str(prop).replace("_", " ")
+
+
+def separation_sentence(row) -> str:
+    """One tested separation (a row of :func:`audit_table`) in a sentence."""
+    real = value_text(row["property"], row["real_value"])
+    synthetic = value_text(row["property"], row["synthetic_value"])
+    verdict = (
+        "flagged: it alone separates the classes"
+        if row["flagged"]
+        else "not flagged: it does not separate the classes on its own"
+    )
+    return (
+        f"{scope_text(row['scope'], row['group'])}, the {property_text(row['property'])} is "
+        f"typically {real} for real and {synthetic} for synthetic images "
+        f"({int(row['n_real']):,} and {int(row['n_synthetic']):,} images); alone it reaches "
+        f"AUC {float(row['auc']):.2f} (0.5: no separation, 1: perfect), {verdict}."
+    )
+
+
+DISPLAY_COLUMNS = [
+    "scope", "property", "AUC", "typical real", "typical synthetic", "real", "synthetic",
+    "flagged",
+]  # fmt: skip
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`audit_table` in words: one row per (scope, property) tested, with readable
+    scopes, properties and typical values; the order (flagged first) is kept."""
+    return pd.DataFrame(
+        [
+            {
+                "scope": scope_label(r.scope, r.group),
+                "property": property_text(r.property),
+                "AUC": float(r.auc),
+                "typical real": value_text(r.property, r.real_value),
+                "typical synthetic": value_text(r.property, r.synthetic_value),
+                "real": int(r.n_real),
+                "synthetic": int(r.n_synthetic),
+                "flagged": bool(r.flagged),
+            }
+            for r in table.itertuples(index=False)
+        ],
+        columns=DISPLAY_COLUMNS,
+    )
+
+
 def _message(row: dict) -> str:
     what, fix = _PLAIN[row["property"]]
-    where = _scope_text(row["scope"], row["group"])
+    where = scope_text(row["scope"], row["group"])
     counts = f"{row['n_real']} real, {row['n_synthetic']} synthetic images"
     if row["one_class_only"] and row["property"] == "declared_ai":
         info = row["one_class_only"]["True"]
@@ -424,10 +524,11 @@ def _message(row: dict) -> str:
         ]
         lead = f"{where}, a file format is used by one class only: {'; '.join(parts)}"
     else:
+        real = value_text(row["property"], row["real_value"])
+        synthetic = value_text(row["property"], row["synthetic_value"])
         lead = (
             f"{where}, {what} alone separates real from synthetic images "
-            f"(AUC {row['auc']:.2f}; typical real {_fmt(row['property'], row['real_value'])}, "
-            f"typical synthetic {_fmt(row['property'], row['synthetic_value'])})"
+            f"(AUC {row['auc']:.2f}; typical real {real}, typical synthetic {synthetic})"
         )
     return (
         f"{lead} [{counts}]. A detector can score well here by learning {what} instead of "
@@ -446,11 +547,7 @@ def _separations(
                 continue
             flagged = result["auc"] >= threshold or bool(result["one_class_only"])
             rows.append({"scope": scope, "group": group, **result, "flagged": flagged})
-    columns = [
-        "scope", "group", "property", "auc", "direction", "real_value", "synthetic_value",
-        "n_real", "n_synthetic", "one_class_only", "flagged",
-    ]  # fmt: skip
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=SEPARATION_COLUMNS)
     warnings = []
     for row in rows:
         if row["flagged"]:
@@ -520,7 +617,9 @@ def summarise_groups(images: pd.DataFrame, by: Sequence[str] = ("class", "genera
 # -- entry points ----------------------------------------------------------------------------
 
 
-def _is_workspace_dir(path: Path) -> bool:
+def is_workspace_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a workspace directory (holds the workspace database)."""
+    path = Path(path).expanduser()
     return path.is_dir() and (path / DB_NAME).is_file()
 
 
@@ -549,7 +648,7 @@ def audit(
         images, errors = image_properties(source.records, workers=workers, progress=progress)
         errors = list(source.errors) + errors
         name = source.name
-    elif _is_workspace_dir(Path(source).expanduser()):
+    elif is_workspace_dir(source):
         with Workspace(Path(source).expanduser(), create=False) as ws:
             images, errors = _workspace_properties(ws, workers, progress)
             name = str(ws.path)
@@ -608,7 +707,7 @@ def audit_figure(report: AuditReport, prop: str, *, scope: str = "all", group: s
         & (report.separations["property"] == prop)
         & ((report.separations["group"] == group) if group is not None else True)
     ]
-    title = f"{_scope_text(scope, group or '')}: {_PLAIN[prop][0]} by class"
+    title = f"{scope_text(scope, group or '')}: {_PLAIN[prop][0]} by class"
     if len(row):
         title += f": AUC {row['auc'].iloc[0]:.2f}" + (
             " (flagged)" if row["flagged"].iloc[0] else ""

@@ -1,5 +1,6 @@
 """Applying a head: scores, probabilities and verdicts for embeddings, image files and the
-labelled splits of a workspace. The CLI (``predict``, ``eval``) and the dashboard call these.
+labelled splits of a workspace. The CLI (``predict``, ``eval``) and the dashboard call these;
+image bytes go through ``detector.analysis.analyse_bytes``, which applies them.
 
 Verdict rule
 ------------
@@ -27,8 +28,6 @@ dashboard share this rule.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,10 +136,11 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-# -- image files -> verdicts -----------------------------------------------------------------
+# -- heads and backbones -----------------------------------------------------------------
 
 
-def _check_backbone(head, backbone) -> None:
+def check_backbone(head, backbone) -> None:
+    """Refuse (``InferenceError``) a backbone other than the one the head was trained on."""
     own = head_backbone_id(head)
     if own is not None and own != backbone.id:
         raise InferenceError(
@@ -148,74 +148,6 @@ def _check_backbone(head, backbone) -> None:
             f"{backbone.id!r}; load {own!r} (e.g. --model/--pretrained) or choose a head "
             f"trained on {backbone.id!r}"
         )
-
-
-def predict_images(
-    items: Sequence[str | os.PathLike | tuple[str, bytes]],
-    backbone,
-    head,
-    workspace=None,
-    *,
-    threshold: float | None = None,
-    band: float = DEFAULT_BAND,
-    batch_size: int = 16,
-) -> pd.DataFrame:
-    """Score image files (paths, or ``(name, bytes)`` uploads) with ``backbone`` + ``head``.
-
-    Returns one row per item: path, hash (SHA-256 of the bytes), score (logit), probability,
-    verdict, error (None when fine), warning (e.g. why the verdict is ``TOO_SMALL``), cached
-    (embedding taken from the workspace). Images whose bytes the workspace has seen reuse its
-    embeddings; new ones are stored there. Failed images keep their row with the error and NaN
-    scores.
-    """
-    from detector.extract import embed_bytes
-
-    _check_backbone(head, backbone)
-    threshold = head_threshold(head) if threshold is None else float(threshold)
-    payload: list[tuple[str, bytes]] = []
-    read_errors: dict[int, str] = {}
-    for i, item in enumerate(items):
-        if isinstance(item, tuple):
-            payload.append((str(item[0]), bytes(item[1])))
-            continue
-        try:
-            payload.append((str(item), Path(item).read_bytes()))
-        except OSError as exc:
-            read_errors[i] = f"cannot read file ({exc.strerror or exc})"
-            payload.append((str(item), b""))
-    results = embed_bytes(payload, backbone, workspace, batch_size=batch_size)
-    rows = []
-    ok = [i for i, r in enumerate(results) if r.error is None and i not in read_errors]
-    logits = np.full(len(results), np.nan)
-    if ok:
-        X = np.stack([getattr(results[i], head.tap) for i in ok])  # rounded as stored
-        logits[ok], _ = score_embeddings(head, X, backbone_id=backbone.id)
-    probs = sigmoid(logits)
-    verdicts = verdict(probs, threshold, band)
-    for i, r in enumerate(results):
-        error = read_errors.get(i) or r.error
-        warning = None
-        if not error:
-            size = (r.meta.get("width"), r.meta.get("height"))
-            if None in size:
-                size = image_dimensions(payload[i][1]) or (None, None)
-            warning = too_small_reason(*size)
-        rows.append(
-            {
-                "path": r.name,
-                "hash": r.hash,
-                "score": None if error else float(logits[i]),
-                "probability": None if error else float(probs[i]),
-                "verdict": None if error else (TOO_SMALL if warning else verdicts[i]),
-                "error": error,
-                "warning": warning,
-                "cached": bool(r.cached),
-            }
-        )
-    return pd.DataFrame(
-        rows,
-        columns=["path", "hash", "score", "probability", "verdict", "error", "warning", "cached"],
-    )
 
 
 # -- a labelled workspace split -> metrics ---------------------------------------------------

@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from detector.errors import CueLensError
+from detector.results import list_results, save_result
 
 if TYPE_CHECKING:
     from detector.backbone import Backbone
@@ -387,7 +388,6 @@ SUMMARY_COLUMNS = [
     "perturbation", "family", "strength", "map", "delta_map", "flip_rate", "flip_rate_real",
     "flip_rate_synthetic", "n_images", "n_missing",
 ]  # fmt: skip
-STORE_NAMESPACE = "robustness"
 
 
 def _json_records(df: pd.DataFrame) -> list[dict]:
@@ -515,7 +515,7 @@ def robustness_sweep(
     called only when something is missing); embeddings already stored are reused, so a
     second sweep computes nothing. Verdicts use ``threshold`` (a probability; default the
     head card's threshold, else 0.5). ``progress(perturbation, done, total)`` follows the
-    embedding. With ``store``, the report is also kept in the workspace (see
+    embedding. With ``store``, the report is also kept in the workspace (``detector.results``;
     :func:`stored_robustness`).
 
     ``engine`` embeds elsewhere, e.g. ``detector.distributed.ray_engine(...)``: it is called
@@ -661,12 +661,16 @@ def robustness_sweep(
         seconds=time.perf_counter() - start,
     )
     if store:
-        workspace.put_json(STORE_NAMESPACE, _store_key(report), report.as_dict())
+        save_result(
+            workspace,
+            "robustness",
+            report.as_dict(),
+            head=report.head,
+            backbone=report.backbone,
+            split=report.split,
+            pairing=report.pairing,
+        )
     return report
-
-
-def _store_key(report: RobustnessReport) -> str:
-    return f"{report.head}|{report.backbone}|{report.split or 'all'}|{report.pairing}"
 
 
 def stored_robustness(workspace: Workspace, head: str | None = None) -> list[RobustnessReport]:
@@ -675,14 +679,11 @@ def stored_robustness(workspace: Workspace, head: str | None = None) -> list[Rob
     ``head`` keeps the reports of one head name. For the dashboard: draw the last sweep
     without recomputing it.
     """
-    reports = []
-    for key in workspace.blob_keys(STORE_NAMESPACE):
-        if head is not None and key.split("|", 1)[0] != head:
-            continue
-        doc = workspace.get_json(STORE_NAMESPACE, key)
-        if doc:
-            reports.append(RobustnessReport.from_dict(doc))
-    return reports
+    where = {} if head is None else {"head": head}
+    return [
+        RobustnessReport.from_dict(doc["data"])
+        for doc in list_results(workspace, "robustness", **where)
+    ]
 
 
 # -- for plotting --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from detector import audit as audit_wording
 from ui import resources
 from ui.context import HeadOption
 
@@ -244,72 +245,10 @@ def training_available() -> bool:
 
 
 # -- the bias audit --------------------------------------------------------------------------
+# The audit's wording lives only in detector.audit (the CLI prints the same text); the Data
+# page reaches it through these names.
 
-
-def audit_scope_label(scope: str, group: str) -> str:
-    """Where a separation was tested, in words: ``all images``, ``generator X``, ``source Y``."""
-    return "all images" if scope == "all" else f"{scope} {group}"
-
-
-def audit_value_text(prop: str, value) -> str:
-    """A typical value of an audited property as a reader sees it (``512 px``, ``84 KiB``)."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, str):
-        return value
-    if prop in ("width", "height"):
-        return f"{value:.0f} px"
-    if prop == "file_size":
-        return f"{value / 1024:.0f} KiB"
-    if prop == "aspect_ratio":
-        return f"{value:.2f}"
-    if prop == "jpeg_quality":
-        return f"{value:.0f}"
-    return str(value)
-
-
-def audit_row_text(row) -> str:
-    """One separation of the audit (a row of ``audit_table``) in a sentence."""
-    where = {
-        "all": "Across all images",
-        "generator": f"For {row['group']} against all real images",
-        "source": f"Within source {row['group']}",
-    }.get(row["scope"], str(row["group"]))
-    prop = str(row["property"]).replace("_", " ")
-    real = audit_value_text(row["property"], row["real_value"])
-    synthetic = audit_value_text(row["property"], row["synthetic_value"])
-    verdict = (
-        "flagged: it alone separates the classes"
-        if row["flagged"]
-        else "not flagged: it does not separate the classes on its own"
-    )
-    return (
-        f"{where}, the {prop} is typically {real} for real and {synthetic} for synthetic "
-        f"images ({int(row['n_real']):,} and {int(row['n_synthetic']):,} images); alone it "
-        f"reaches AUC {float(row['auc']):.2f} (0.5: no separation, 1: perfect), {verdict}."
-    )
-
-
-def audit_display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``detector.audit.audit_table`` for display: one row per (scope, property) tested, with
-    readable scopes, properties and typical values; the order (flagged first) is kept."""
-    rows = table.itertuples(index=False)
-    return pd.DataFrame(
-        [
-            {
-                "scope": audit_scope_label(r.scope, r.group),
-                "property": str(r.property).replace("_", " "),
-                "AUC": float(r.auc),
-                "typical real": audit_value_text(r.property, r.real_value),
-                "typical synthetic": audit_value_text(r.property, r.synthetic_value),
-                "real": int(r.n_real),
-                "synthetic": int(r.n_synthetic),
-                "flagged": bool(r.flagged),
-            }
-            for r in rows
-        ],
-        columns=[
-            "scope", "property", "AUC", "typical real", "typical synthetic", "real",
-            "synthetic", "flagged",
-        ],
-    )  # fmt: skip
+audit_scope_label = audit_wording.scope_label
+audit_value_text = audit_wording.value_text
+audit_row_text = audit_wording.separation_sentence
+audit_display_table = audit_wording.display_table

@@ -1,32 +1,53 @@
 """Adapters behind the pages: library calls plus caching.
 
-Every number comes from the library: embeddings from ``detector.extract.embed_bytes``,
-probabilities and verdicts from ``detector.inference``, provenance from
-``detector.images.image_metadata``, attributions, directions and concept reports from
-``concepts``, robustness sweeps from ``detector.perturb`` and the bias audit from
-``detector.audit``. What this module adds is the caching that keeps pages fast (models and
-workspace-wide arrays in memory, keyed by ids and the workspace generation; documents kept
-in the workspace keyed by its version, see ``ui.resources``) and the nearest-neighbour
-lookup (a cosine top-k over the cached matrix; a candidate to move into the library).
+Every number comes from the library: an upload's analysis (embedding, score, verdict,
+provenance, nearest neighbours) from ``detector.analysis.analyse_bytes``, probabilities from
+``detector.inference``, attributions, directions and concept reports from ``concepts``, and
+stored results (transfer matrices, robustness sweeps, the bias audit) from
+``detector.results``, where the CLI keeps them too. What this module adds is the caching that
+keeps pages fast (models and workspace-wide arrays in memory, keyed by ids and the workspace
+generation; documents kept in the workspace keyed by its version, see ``ui.resources``) and
+the thumbnails the tables show.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import time
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from concepts.attribution import (
+    attribute,
+    directions_fingerprint,
+    head_fingerprint,
+    is_concept_model,
+    workspace_surrogate,
+)
+from concepts.directions import cached_directions, concept_directions
+from concepts.report import concept_report as library_concept_report
+from concepts.vocabulary import load_vocabulary
+from detector import results as stored_results
+from detector.analysis import NEIGHBOURS as NEIGHBOURS  # the Detect page lays out this many
+from detector.analysis import ImageAnalysis, NeighbourIndex, analyse_bytes
+from detector.heads import head_card
+from detector.images import ImageDecodeError, decode_image
+from detector.inference import head_threshold, in_sample_counts, score_embeddings
+from detector.metrics import per_generator_ap
+from detector.perturb import stored_robustness
+from detector.provenance import declaration_columns, provenance_summary
+from detector.results import StoredAudit
+from detector.train import group_keys
 from ui import resources
 from ui.adapters import group_of, head_key
 from ui.charts import concept_label
 
 THUMB_SIDE = 320
-NEIGHBOURS = 6
 
 
 # -- thumbnails -------------------------------------------------------------------------------
@@ -34,8 +55,6 @@ NEIGHBOURS = 6
 
 def thumbnail_bytes(data: bytes, side: int = THUMB_SIDE) -> bytes | None:
     """A JPEG thumbnail (longest side ``side``) of image bytes, or None if they do not decode."""
-    from detector.images import ImageDecodeError, decode_image
-
     try:
         image = decode_image(data, min_side=side).image
     except ImageDecodeError:
@@ -54,8 +73,6 @@ def data_url(jpeg: bytes | None) -> str | None:
 
 @st.cache_data(show_spinner=False, max_entries=2000)
 def _file_thumbnail(path: str, size: int, mtime_ns: int, side: int) -> bytes | None:
-    from pathlib import Path
-
     try:
         return thumbnail_bytes(Path(path).read_bytes(), side)
     except OSError:
@@ -64,8 +81,6 @@ def _file_thumbnail(path: str, size: int, mtime_ns: int, side: int) -> bytes | N
 
 def file_thumbnail(path: str, side: int = 200) -> bytes | None:
     """Thumbnail of a workspace image file (cached per file version); None if unreadable."""
-    import os
-
     if not path or path.startswith("upload:"):
         return None
     try:
@@ -89,8 +104,6 @@ class ScoredSet:
 
 @st.cache_resource(show_spinner=False, max_entries=6, ttl=resources.EXTERNAL_TTL)
 def _scored(_ws, _head, path: str, backbone_id: str, hkey: str, gen: int) -> ScoredSet:
-    from detector.inference import score_embeddings
-
     data = resources.embedded(_ws, backbone_id, _head.tap)
     meta = data.meta.copy()
     meta["group"] = group_of(meta)
@@ -107,43 +120,18 @@ def scored(ws, head, backbone_id: str) -> ScoredSet:
     )
 
 
-@dataclass
-class NeighbourIndex:
-    meta: pd.DataFrame
-    unit: np.ndarray  # rows L2-normalised
-
-
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=resources.EXTERNAL_TTL)
 def _neighbour_index(_ws, path: str, backbone_id: str, tap: str, gen: int) -> NeighbourIndex:
     data = resources.embedded(_ws, backbone_id, tap)
-    norms = np.linalg.norm(data.x, axis=1, keepdims=True) if len(data.x) else np.ones((0, 1))
-    unit = (data.x / np.maximum(norms, 1e-12)).astype(np.float32) if len(data.x) else data.x
     meta = data.meta.copy()
     meta["group"] = group_of(meta)
-    return NeighbourIndex(meta, unit)
+    return NeighbourIndex.build(meta, data.x)
 
 
 def neighbour_index(ws, backbone_id: str, tap: str) -> NeighbourIndex:
-    """Labelled images' unit embeddings for cosine nearest neighbours (cached)."""
+    """Labelled images' unit embeddings for cosine nearest neighbours
+    (``detector.analysis.NeighbourIndex``, cached per workspace generation)."""
     return _neighbour_index(ws, str(ws.path), backbone_id, tap, resources.generation(ws.path))
-
-
-def nearest(index: NeighbourIndex, query: np.ndarray, k: int = NEIGHBOURS, exclude=None):
-    """The ``k`` labelled images most similar (cosine) to ``query`` (dim,), itself excluded."""
-    if index.unit.shape[0] == 0:
-        return index.meta.head(0).assign(similarity=[])
-    q = np.asarray(query, dtype=np.float32).reshape(-1)
-    q = q / max(float(np.linalg.norm(q)), 1e-12)
-    sims = index.unit @ q
-    if exclude is not None:
-        sims = np.where(index.meta["hash"].to_numpy() == exclude, -np.inf, sims)
-    k = min(k, len(sims))
-    top = np.argpartition(-sims, k - 1)[:k]
-    top = top[np.argsort(-sims[top])]
-    top = top[np.isfinite(sims[top])]
-    out = index.meta.iloc[top][["hash", "path", "label", "generator", "split", "group"]].copy()
-    out["similarity"] = sims[top]
-    return out.reset_index(drop=True)
 
 
 # -- concepts ----------------------------------------------------------------------------------
@@ -152,15 +140,11 @@ def nearest(index: NeighbourIndex, query: np.ndarray, k: int = NEIGHBOURS, exclu
 @st.cache_resource(show_spinner=False)
 def vocabulary(name: str = "photography"):
     """A concept vocabulary by registry name (``concepts.vocabulary``)."""
-    from concepts.vocabulary import load_vocabulary
-
     return load_vocabulary(name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _directions(_ws, _encoder, _vocab, backbone_id: str, vocab_hash: str, path: str):
-    from concepts.directions import cached_directions, concept_directions
-
     found = cached_directions(_ws, backbone_id, _vocab)
     if found is not None:
         return found
@@ -176,8 +160,6 @@ def directions(ctx, vocab) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=6, ttl=resources.EXTERNAL_TTL)
 def _surrogate(_ws, _head, _dirs, _vocab, path, backbone_id, hkey, vocab_hash, gen):
-    from concepts.attribution import workspace_surrogate
-
     return workspace_surrogate(
         _ws, _head, backbone_id, _dirs, list(_vocab.ids), vocabulary_hash=vocab_hash
     )
@@ -185,8 +167,6 @@ def _surrogate(_ws, _head, _dirs, _vocab, path, backbone_id, hkey, vocab_hash, g
 
 def surrogate(ctx, head, vocab, dirs):
     """The head's lasso surrogate on concept scores (None for the concept model)."""
-    from concepts.attribution import is_concept_model
-
     if is_concept_model(head):
         return None
     ws = ctx.workspace()
@@ -206,8 +186,6 @@ def surrogate(ctx, head, vocab, dirs):
 def refit_surrogate(ctx, head):
     """Refit the head's concept surrogate on its reference set (on request only; the version
     goes up) and forget the cached one."""
-    from concepts.attribution import workspace_surrogate
-
     vocab = vocabulary()
     dirs = directions(ctx, vocab)
     ws = ctx.workspace()
@@ -220,8 +198,6 @@ def refit_surrogate(ctx, head):
 
 def attributions(ctx, head, projected: np.ndarray, pooled: np.ndarray, names=None):
     """Per-image ``concepts.attribution.Attribution`` for embedded images."""
-    from concepts.attribution import attribute, is_concept_model
-
     if is_concept_model(head):
         return attribute(head, projected=projected, names=names)
     vocab = vocabulary()
@@ -233,12 +209,9 @@ def attributions(ctx, head, projected: np.ndarray, pooled: np.ndarray, names=Non
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=resources.EXTERNAL_TTL)
 def _concept_report(_ws, _head, _encoder, _vocab, path, backbone_id, hkey, vocab_hash, gen):
-    from concepts.directions import cached_directions
-    from concepts.report import concept_report
-
     # the text tower is only needed (and the backbone only loaded) when directions are new
     needs_encoder = cached_directions(_ws, backbone_id, _vocab) is None
-    return concept_report(
+    return library_concept_report(
         _ws,
         backbone_id=backbone_id,
         vocabulary=_vocab,
@@ -282,8 +255,6 @@ def _concept_scores(_ws, _dirs, path, backbone_id, names_key, dirs_key, gen) -> 
 
 def concept_scores(ctx, dirs: np.ndarray, names) -> ConceptScores:
     """Concept scores (cosines) of every labelled image for ``dirs`` (cached)."""
-    from concepts.attribution import directions_fingerprint
-
     ws = ctx.workspace()
     return _concept_scores(
         ws,
@@ -300,108 +271,36 @@ def concept_scores(ctx, dirs: np.ndarray, names) -> ConceptScores:
 
 
 @dataclass
-class ImageResult:
-    """Everything the Detect page shows for one uploaded image."""
+class ImageResult(ImageAnalysis):
+    """Everything the Detect page shows for one uploaded image: the library's analysis
+    (``detector.analysis.ImageAnalysis``) and a thumbnail."""
 
-    name: str
-    hash: str | None
-    n_bytes: int
-    error: str | None = None
-    cached: bool = False
-    logit: float | None = None
-    probability: float | None = None
-    verdict: str | None = None
-    warning: str | None = None  # e.g. too small to judge: the verdict is withheld
     thumbnail: bytes | None = None
-    metadata: dict = field(default_factory=dict)
-    provenance: object | None = None  # detector.provenance.Provenance
-    attribution: object | None = None
-    attribution_error: str | None = None
-    neighbours: pd.DataFrame | None = None
-    pooled: np.ndarray | None = None
-    seconds: float = 0.0
 
 
 def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
-    """Embed, score, explain and describe uploaded images (``(name, bytes)`` pairs).
+    """Embed, score, explain and describe uploaded images (``(name, bytes)`` pairs) through
+    ``detector.analysis.analyse_bytes``, the flow ``python -m detector predict`` uses too.
 
-    Embeddings of bytes the workspace has seen are reused (``embed_bytes``); new ones are
-    stored there, unlabelled.
+    Embeddings of bytes the workspace has seen are reused; new ones are stored there,
+    unlabelled. Attributions come from the cached surrogate (:func:`attributions`),
+    neighbours from the cached index (:func:`neighbour_index`).
     """
-    from detector.extract import embed_bytes
-    from detector.images import ImageDecodeError, image_metadata
-    from detector.inference import (
-        TOO_SMALL,
-        head_threshold,
-        image_dimensions,
-        score_embeddings,
-        too_small_reason,
-        verdict,
-    )
-    from detector.provenance import safe_read_provenance
-
-    start = time.perf_counter()
     ws = ctx.workspace()
     backbone = ctx.backbone()
-    embedded = embed_bytes(items, backbone, ws)  # new uploads change only ws.version()
-    results = [
-        ImageResult(name=e.name, hash=e.hash, n_bytes=len(data), error=e.error, cached=e.cached)
-        for e, (_, data) in zip(embedded, items, strict=True)
+    found = analyse_bytes(
+        items,
+        backbone,
+        head,
+        ws,  # new uploads change only ws.version()
+        describe=True,
+        attribute=lambda projected, pooled, _names: attributions(ctx, head, projected, pooled),
+        neighbours=lambda tap: neighbour_index(ws, backbone.id, tap),
+    )
+    return [
+        ImageResult(**vars(res), thumbnail=thumbnail_bytes(data) if data else None)
+        for res, (_, data) in zip(found, items, strict=True)
     ]
-    ok = [i for i, e in enumerate(embedded) if e.error is None]
-    if ok and head is not None:
-        feats = np.stack([getattr(embedded[i], head.tap) for i in ok])
-        logits, probs = score_embeddings(head, feats, backbone_id=backbone.id)
-        verdicts = np.atleast_1d(verdict(probs, head_threshold(head)))
-        for j, i in enumerate(ok):
-            results[i].logit = float(logits[j])
-            results[i].probability = float(probs[j])
-            results[i].verdict = str(verdicts[j])
-        try:
-            attrs = attributions(
-                ctx,
-                head,
-                np.stack([embedded[i].projected for i in ok]),
-                np.stack([embedded[i].pooled for i in ok]),
-            )
-            for j, i in enumerate(ok):
-                results[i].attribution = attrs[j]
-        except Exception as exc:  # the verdict stands even when it cannot be explained
-            message = str(exc) if _is_user_error(exc) else f"{type(exc).__name__}: {exc}"
-            for i in ok:
-                results[i].attribution_error = message
-    tap = head.tap if head is not None else "pooled"
-    index = neighbour_index(ws, backbone.id, tap)
-    for i in ok:
-        results[i].pooled = embedded[i].pooled
-        results[i].neighbours = nearest(index, getattr(embedded[i], tap), exclude=results[i].hash)
-    for res, (_, data) in zip(results, items, strict=True):
-        if not data:
-            continue
-        res.thumbnail = thumbnail_bytes(data)
-        try:
-            res.metadata = image_metadata(data, path=res.name)
-        except ImageDecodeError:
-            res.metadata = {}
-        res.provenance = safe_read_provenance(data, path=res.name)
-        if res.error is None:  # the library's rule: tiny images get no verdict
-            md = res.metadata
-            size = (md.get("width"), md.get("height"))
-            if None in size:
-                size = image_dimensions(data) or (None, None)
-            res.warning = too_small_reason(*size)
-            if res.warning and res.verdict is not None:
-                res.verdict = TOO_SMALL
-    elapsed = time.perf_counter() - start
-    for res in results:
-        res.seconds = elapsed / max(len(results), 1)
-    return results
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    from detector.errors import CueLensError
-
-    return isinstance(exc, CueLensError)
 
 
 def concept_poles(names) -> dict[str, tuple[str, str]]:
@@ -433,8 +332,6 @@ def results_table(results: list[ImageResult]) -> pd.DataFrame:
     origin (``detector.provenance.declaration_columns``) and ``file vs detector``
     (agree / disagree / n/a, from ``provenance_summary``).
     """
-    from detector.provenance import declaration_columns, provenance_summary
-
     rows = []
     poles = concept_poles(
         {c for r in results if r.attribution is not None for c in r.attribution.table["concept"]}
@@ -490,9 +387,6 @@ def results_table(results: list[ImageResult]) -> pd.DataFrame:
 
 def export_context(ctx, head) -> dict:
     """What a downloaded table needs to be read later: backbone, detector, threshold, demo."""
-    from concepts.attribution import head_fingerprint
-    from detector.inference import head_threshold
-
     option = getattr(ctx, "head_option", None)
     card = getattr(head, "card_", None) or {}
     return {
@@ -530,9 +424,6 @@ def split_subset(scored_set: ScoredSet, split: str | None) -> ScoredSet:
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl=resources.EXTERNAL_TTL)
 def _ap_table(_subset, path, hkey, split, pairing, n_boot, gen) -> pd.DataFrame:
-    from detector.metrics import per_generator_ap
-    from detector.train import group_keys
-
     meta = _subset.meta
     return per_generator_ap(
         meta["label"].astype(int).to_numpy(),
@@ -547,9 +438,6 @@ def _ap_table(_subset, path, hkey, split, pairing, n_boot, gen) -> pd.DataFrame:
 
 def in_sample(head, ws, subset: ScoredSet) -> dict:
     """``detector.inference.in_sample_counts`` for the shown images (empty: out of sample)."""
-    from detector.heads import head_card
-    from detector.inference import in_sample_counts
-
     return in_sample_counts(head_card(head), ws, subset.meta)
 
 
@@ -566,16 +454,10 @@ def ap_table(ws, head, subset: ScoredSet, split, pairing: str, n_boot: int = 100
     )
 
 
-TRANSFER_NAMESPACE = "dashboard_transfer"
-
-
-def transfer_key(backbone_id: str, head_type: str, pairing: str) -> str:
-    return f"{backbone_id}|{head_type}|{pairing}"
-
-
 def stored_transfer(ws, backbone_id: str, head_type: str, pairing: str) -> dict | None:
-    """A transfer matrix computed earlier from the dashboard (kept in the workspace)."""
-    return ws.get_json(TRANSFER_NAMESPACE, transfer_key(backbone_id, head_type, pairing))
+    """The transfer matrix kept in the workspace for this backbone, head type and pairing
+    (computed here or by ``python -m detector matrix``; ``detector.results``)."""
+    return stored_results.stored_transfer(ws, backbone_id, head_type, pairing)
 
 
 # -- robustness and the bias audit -------------------------------------------------------------
@@ -590,8 +472,6 @@ def sweep_head_name(head) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _stored_sweeps(_ws, path: str, head_name: str, backbone_id: str, version: int) -> list:
-    from detector.perturb import stored_robustness
-
     return [r for r in stored_robustness(_ws, head=head_name) if r.backbone == backbone_id]
 
 
@@ -603,37 +483,23 @@ def stored_sweeps(ws, head, backbone_id: str) -> list:
     )
 
 
-@dataclass
-class StoredAudit:
-    """The last bias audit kept in the workspace: its report and what it was computed on."""
-
-    report: object  # detector.audit.AuditReport
-    fingerprint: str
-    created: float
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _stored_audit(_ws, path: str, version: int) -> StoredAudit | None:
-    from ui.tasks import AUDIT_KEY, AUDIT_NAMESPACE, audit_from_doc
-
-    doc = _ws.get_json(AUDIT_NAMESPACE, AUDIT_KEY)
-    if not doc:
-        return None
-    return StoredAudit(audit_from_doc(doc), doc.get("fingerprint", ""), doc.get("created", 0.0))
+    return stored_results.stored_audit(_ws)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _audit_fingerprint(_images, path: str, version: int) -> str:
-    from ui.tasks import audit_fingerprint
-
-    return audit_fingerprint(_images)
+    return stored_results.audit_fingerprint(_images)
 
 
 def audit_fingerprint(ws, images: pd.DataFrame) -> str:
-    """``ui.tasks.audit_fingerprint`` of the workspace's images table, once per version."""
+    """``detector.results.audit_fingerprint`` of the workspace's images table, once per
+    version."""
     return _audit_fingerprint(images, str(ws.path), resources.version(ws))
 
 
 def stored_audit(ws) -> StoredAudit | None:
-    """The last audit of the workspace (computed by the Data page), read once per version."""
+    """The last audit of the workspace (computed by the Data page or by ``python -m detector
+    audit WS``; ``detector.results``), read once per version."""
     return _stored_audit(ws, str(ws.path), resources.version(ws))

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from detector.audit import audit, is_workspace_dir
+from detector.cli import print_json
 from detector.commands.common import add_json_option
+from detector.errors import CueLensError
+from detector.results import save_audit
+from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -15,7 +21,8 @@ def register(sub) -> None:
         "aspect ratio, file size, EXIF, colour mode), summarise per class and generator, and "
         "warn about every property that alone separates real from synthetic images (AUC >= "
         "the threshold, or a format used by one class only): a detector can score well by "
-        "learning it.",
+        "learning it. The audit of a workspace is also kept there, where the dashboard's "
+        "Data page shows it.",
     )
     p.add_argument("source", help="dataset folder, CSV manifest, or workspace directory")
     p.add_argument(
@@ -42,23 +49,27 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.audit import audit
-    from detector.cli import print_json
-    from detector.errors import CueLensError
-
     if not 0.5 <= args.threshold <= 1.0:
         raise CueLensError(f"--threshold must be between 0.5 and 1, got {args.threshold}")
-    report = audit(
-        args.source,
-        threshold=args.threshold,
-        min_per_class=max(1, args.min_per_class),
-        workers=args.workers,
-    )
+    options = {
+        "threshold": args.threshold,
+        "min_per_class": max(1, args.min_per_class),
+        "workers": args.workers,
+    }
+    kept = False
+    if is_workspace_dir(args.source):
+        # a workspace's audit is kept there, where the dashboard's Data page shows it
+        with Workspace(Path(args.source).expanduser(), create=False) as ws:
+            report = audit(ws, **options)
+            save_audit(ws, report)
+            kept = True
+    else:
+        report = audit(args.source, **options)
     if args.out:
         report.images.to_csv(args.out, index=False)
     code = 1 if args.strict and report.flagged else 0
     if args.json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "kept_in_workspace": kept})
         return code
     counts = report.images["class"].value_counts()
     print(
@@ -86,4 +97,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  unreadable: {err['path']}: {err['reason']}")
     if args.out:
         print(f"per-image table written to {args.out}")
+    if kept:
+        print(f"kept in {report.source} (the dashboard's Data page shows it)")
     return code

@@ -1,15 +1,22 @@
 """``python -m detector explain IMAGE --head HEAD``: why a head calls an image real or
-synthetic, concept by concept, with the part the concepts do not explain."""
+synthetic, concept by concept, with the part the concepts do not explain. The images go
+through ``detector.analysis.analyse_bytes`` (the flow of ``predict`` and the Detect page), so
+the probability shown is the one ``predict`` gives."""
 
 from __future__ import annotations
 
 import argparse
 
+from concepts.attribution import surrogate_caption
+from concepts.report import DEMO_BANNER, EXACT_NOTE
+from detector.cli import print_json
 from detector.commands.common import (
     add_backbone_options,
     add_json_option,
     backbone_from_args,
 )
+from detector.provenance import provenance_record
+from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -48,57 +55,55 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concepts.attribution import surrogate_caption
-    from concepts.report import DEMO_BANNER, EXACT_NOTE, explain_embeddings
+    # lazy: the analysis flow loads torch and concepts its models, and the CLI imports every
+    # command for its parser
+    from concepts.report import explain_embeddings
     from concepts.vocabulary import DEFAULT_VOCABULARY
-    from detector.cli import print_json
+    from detector.analysis import analyse_bytes, read_files
     from detector.commands.concepts import card_vocabulary
     from detector.heads import resolve_head
-    from detector.images import ImageDecodeError, decode_image
-    from detector.provenance import provenance_record
-    from detector.store import Workspace
 
     ws = Workspace(args.workspace, create=False) if args.workspace else None
     try:
         head = resolve_head(args.head, workspace=ws)
         backbone = backbone_from_args(args)
         head.check_compatible(backbone.id)
-        names, images, failed = [], [], []
-        for path in args.images:
-            try:
-                images.append(decode_image(path, min_side=backbone.decode_min_side).image)
-                names.append(path)
-            except ImageDecodeError as exc:
-                failed.append({"path": path, "error": exc.reason})
-        results = []
-        if images:
-            feats = backbone.embed_pil(images)
-            results = explain_embeddings(
+        vocabulary = args.vocabulary or card_vocabulary(head) or DEFAULT_VOCABULARY
+
+        def attribute(projected, pooled, names):
+            return explain_embeddings(
                 head,
-                projected=feats["projected"],
-                pooled=feats["pooled"],
+                projected=projected,
+                pooled=pooled,
                 workspace=ws,
                 backbone_id=backbone.id,
-                vocabulary=args.vocabulary or card_vocabulary(head) or DEFAULT_VOCABULARY,
+                vocabulary=vocabulary,
                 encoder=backbone,
                 names=names,
             )
+
+        items, read_errors = read_files(args.images)
+        # the workspace serves the explanation only: explained images are not stored in it
+        found = analyse_bytes(
+            items, backbone, head, None, attribute=attribute, keep_attribution_errors=False
+        )
     finally:
         if ws is not None:
             ws.close()
+    failed = [
+        {"path": r.name, "error": read_errors.get(i) or r.error}
+        for i, r in enumerate(found)
+        if i in read_errors or r.error is not None
+    ]
+    done = [r for i, r in enumerate(found) if i not in read_errors and r.error is None]
+    results = [r.attribution for r in done]
     card = getattr(head, "card_", None) or {}
     head_info = {
         "name": card.get("name"),
         "head_type": head.head_type,
         "backbone_id": backbone.id,
     }
-    from detector.inference import head_threshold, verdict
-
-    threshold = head_threshold(head)
-    provenance = [
-        provenance_record(name, str(verdict(r.probability, threshold)))
-        for name, r in zip(names, results, strict=True)
-    ]
+    provenance = [provenance_record(r.name, r.verdict) for r in done]
     if args.json:
         out = {
             "head": head_info,

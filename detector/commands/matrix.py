@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option
 from detector.commands.train import add_param_option, parse_params
+from detector.metrics import table_records
+from detector.results import result_key, save_transfer
+from detector.store import Workspace
 
 GROUPS_HELP = (
     "comma-separated: GEN (one generator; 'unknown' = unnamed), NAME=GEN1+GEN2 (a named group, "
@@ -20,7 +24,9 @@ def register(sub) -> None:
         help="cross-generator transfer: train on groups, mAP with CI on groups",
         description="Train one head per --train group (train split; early stopping on the val "
         "split) and report mAP with a 95% bootstrap CI on each --test group (test split). "
-        "GROUPS: " + GROUPS_HELP,
+        "GROUPS: " + GROUPS_HELP + ". The matrix is also kept in the workspace, where the "
+        "dashboard's Generators page shows it (the last one per backbone, head type and "
+        "pairing).",
     )
     p.add_argument(
         "--workspace", "-w", required=True, help="workspace directory (filled by `embed`)"
@@ -44,12 +50,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
+    # lazy: training loads torch, and the CLI imports every command for its parser
     from detector.heads import is_demo_backbone
-    from detector.metrics import table_records
-    from detector.store import Workspace
     from detector.train import matrix_table, resolve_backbone_id, workspace_transfer_matrix
 
+    params = parse_params(args.param)
     with Workspace(args.workspace, create=False) as ws:
         backbone_id = resolve_backbone_id(ws, "pooled", args.backbone)
         result = workspace_transfer_matrix(
@@ -61,10 +66,28 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             pairing=args.pairing,
             n_boot=args.bootstrap,
-            params=parse_params(args.param),
+            params=params,
             train_split=args.train_split,
             val_split=args.val_split,
             test_split=args.test_split,
+        )
+        # kept where the dashboard's Generators page reads it (``detector.results``)
+        save_transfer(
+            ws,
+            result,
+            backbone_id=backbone_id,
+            head_type=args.head,
+            pairing=args.pairing,
+            train=args.train,
+            test=args.test,
+            options={
+                "seed": args.seed,
+                "n_boot": args.bootstrap,
+                "params": params,
+                "train_split": args.train_split,
+                "val_split": args.val_split,
+                "test_split": args.test_split,
+            },
         )
     if args.out:
         result.to_csv(args.out, index=False)
@@ -79,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
                 "pairing": args.pairing,
                 "n_boot": args.bootstrap,
                 "csv": args.out,
+                "kept_as": result_key(
+                    "transfer", backbone=backbone_id, head_type=args.head, pairing=args.pairing
+                ),
                 "cells": table_records(result),
             }
         )

@@ -1,10 +1,15 @@
-"""``python -m detector predict IMAGE... [--head FILE_OR_NAME]``: verdicts for image files."""
+"""``python -m detector predict IMAGE... [--head FILE_OR_NAME]``: verdicts for image files,
+through ``detector.analysis`` (the flow the dashboard's Detect page uses)."""
 
 from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option
+from detector.metrics import table_records
+from detector.provenance import provenance_record
+from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -84,12 +89,10 @@ def _load_backbone(args, head):
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
+    # lazy: the analysis flow loads torch, and the CLI imports every command for its parser
+    from detector.analysis import predict_images
     from detector.heads import head_card
-    from detector.inference import head_threshold, predict_images, verdict_edges
-    from detector.metrics import table_records
-    from detector.provenance import provenance_record
-    from detector.store import Workspace
+    from detector.inference import head_threshold, verdict_edges
 
     ws = Workspace(args.workspace) if args.workspace else None
     try:

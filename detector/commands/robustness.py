@@ -16,7 +16,8 @@ def register(sub) -> None:
         description="Perturb the workspace's labelled images (JPEG re-compression, resize, "
         "Gaussian blur, centre crop, chains of them), embed them once (cached in the "
         "workspace under the perturbation's name) and report per-generator AP, mAP and the "
-        "share of verdicts that flip, against the unperturbed images.",
+        "share of verdicts that flip, against the unperturbed images. The sweep is also kept "
+        "in the workspace (detector.results), where the dashboard's Generators page shows it.",
     )
     p.add_argument(
         "--workspace", "-w", required=True, help="workspace directory (embedded with `embed`)"
@@ -220,4 +221,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  failed ({err['perturbation']}): {err['path']}: {err['reason']}")
     if args.out:
         print(f"table written to {args.out}")
+    print(f"kept in {args.workspace} (the dashboard's Generators page shows it)")
     return 0
