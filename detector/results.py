@@ -263,8 +263,12 @@ def stored_audit(workspace) -> StoredAudit | None:
     if doc is None:
         return None
     data = doc["data"]
+    try:
+        report = AuditReport.from_dict(data["report"], data.get("images"))
+    except (KeyError, TypeError, ValueError):  # a damaged document: as if absent
+        return None
     return StoredAudit(
-        AuditReport.from_dict(data["report"], data.get("images")),
+        report,
         str(data.get("fingerprint") or ""),
         float(data.get("created") or doc.get("created") or 0.0),
     )

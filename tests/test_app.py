@@ -664,11 +664,11 @@ def test_data_page_audit_flags_reals_and_fakes_of_different_sizes(tmp_path, tiny
     assert at.selectbox(key="audit_pick").value == 0
     assert any("by class" in c.proto.spec for c in at.get("plotly_chart"))
     # kept in the workspace: a new session reads it instead of the files
+    from detector.results import stored_audit
     from detector.store import Workspace
-    from ui.tasks import AUDIT_KEY, AUDIT_NAMESPACE
 
     with Workspace(ws_path) as ws:
-        assert ws.get_json(AUDIT_NAMESPACE, AUDIT_KEY)["report"]["flagged"] == len(warnings)
+        assert len(stored_audit(ws).report.warnings) == len(warnings)
     # on the user's own data the warnings stand alone: no "expected here" note
     assert not any("built-in demo data" in i.value for i in at.info)
 
@@ -693,6 +693,7 @@ def test_audit_of_a_fair_dataset_says_nothing_is_flagged(tmp_path, tiny_backbone
 
 
 def test_large_audits_run_as_a_job_that_can_be_cancelled(tmp_path, tiny_backbone, monkeypatch):
+    from detector.results import audit_fingerprint, stored_audit
     from detector.store import Workspace
     from ui import tasks
     from ui.jobs import JobRegistry
@@ -701,7 +702,7 @@ def test_large_audits_run_as_a_job_that_can_be_cancelled(tmp_path, tiny_backbone
     monkeypatch.setattr(tasks, "INLINE_AUDIT_FILES", 4)  # 16 files count as "large"
     ws_path = embedded_workspace(tmp_path, sized_dataset(tmp_path / "data"), tiny_backbone)
     with Workspace(ws_path) as ws:
-        fingerprint = tasks.audit_fingerprint(ws.images())
+        fingerprint = audit_fingerprint(ws.images())
     # Cancel while reading headers: nothing is stored
     monkeypatch.setattr("detector.audit.PROGRESS_EVERY", 1)
     registry = JobRegistry()
@@ -709,7 +710,7 @@ def test_large_audits_run_as_a_job_that_can_be_cancelled(tmp_path, tiny_backbone
     job.cancel()
     assert job.wait(30) and job.status == "cancelled"
     with Workspace(ws_path) as ws:
-        assert ws.get_json(tasks.AUDIT_NAMESPACE, tasks.AUDIT_KEY) is None
+        assert stored_audit(ws) is None
 
     at = new_app().run()
     open_workspace(at, ws_path)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from detector.analysis import predict_images
 from detector.cli import main
 from detector.errors import CueLensError
 from detector.heads import LinearProbe
@@ -17,7 +18,6 @@ from detector.inference import (
     LIKELY_REAL,
     LIKELY_SYNTHETIC,
     backbone_spec,
-    predict_images,
     score_embeddings,
     verdict,
     verdict_edges,

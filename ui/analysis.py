@@ -32,9 +32,10 @@ from concepts.attribution import (
 from concepts.directions import cached_directions, concept_directions
 from concepts.report import concept_report as library_concept_report
 from concepts.vocabulary import load_vocabulary
+from detector import analysis as flow  # analyse_bytes: the one flow, called by attribute
 from detector import results as stored_results
 from detector.analysis import NEIGHBOURS as NEIGHBOURS  # the Detect page lays out this many
-from detector.analysis import ImageAnalysis, NeighbourIndex, analyse_bytes
+from detector.analysis import ImageAnalysis, NeighbourIndex
 from detector.heads import head_card
 from detector.images import ImageDecodeError, decode_image
 from detector.inference import head_threshold, in_sample_counts, score_embeddings
@@ -288,7 +289,7 @@ def analyse(ctx, items: list[tuple[str, bytes]], head) -> list[ImageResult]:
     """
     ws = ctx.workspace()
     backbone = ctx.backbone()
-    found = analyse_bytes(
+    found = flow.analyse_bytes(
         items,
         backbone,
         head,
