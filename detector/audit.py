@@ -42,6 +42,7 @@ from sklearn.metrics import roc_auc_score
 
 from detector.datasets import Dataset, Record, load_dataset
 from detector.images import ImageDecodeError, image_metadata
+from detector.provenance import declaration_columns, safe_read_provenance
 from detector.store import DB_NAME, Workspace
 
 __all__ = [
@@ -205,7 +206,6 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _properties_of(path: str) -> tuple[dict | None, str | None]:
-    from detector.provenance import declaration_columns, safe_read_provenance
 
     try:
         meta = image_metadata(path)
@@ -694,7 +694,7 @@ def audit_figure(report: AuditReport, prop: str, *, scope: str = "all", group: s
     every image as a point; categorical ones: counts per category and class. The title
     carries the AUC when the scope was tested.
     """
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: only the dashboard draws figures
 
     if prop not in PROPERTIES:
         raise ValueError(f"unknown property {prop!r} (known: {', '.join(PROPERTIES)})")

@@ -27,16 +27,20 @@ dashboard share this rule.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from detector.errors import CueLensError
 from detector.heads import head_card
 from detector.metrics import DEFAULT_N_BOOT, evaluate, evaluation_json, sigmoid
+from detector.splits import ensure_splits
+from detector.train import group_keys
 
 LIKELY_REAL = "likely real"
 INCONCLUSIVE = "inconclusive"
@@ -125,10 +129,6 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
 
     EXIF rotation does not matter for the minimum side.
     """
-    import io
-
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             return int(im.width), int(im.height)
@@ -220,9 +220,6 @@ def evaluate_head(
     groups together. The context says ``in_sample`` (with counts) when some evaluated images
     are in the splits the head was trained or validated on (:func:`in_sample_counts`).
     """
-    from detector.splits import ensure_splits
-    from detector.train import group_keys
-
     split_info = ensure_splits(workspace, seed=seed)
     preds = score_workspace(workspace, head, split=split)
     card = head_card(head)

@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 
 from concepts.attribution import surrogate_caption
-from concepts.report import DEMO_BANNER, EXACT_NOTE
+from concepts.report import DEMO_BANNER, EXACT_NOTE, explain_embeddings
+from concepts.vocabulary import DEFAULT_VOCABULARY
 from detector.cli import print_json
 from detector.commands.common import (
     add_backbone_options,
     add_json_option,
     backbone_from_args,
 )
+from detector.commands.concepts import card_vocabulary
 from detector.provenance import provenance_record
 from detector.store import Workspace
 
@@ -55,12 +57,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: the analysis flow loads torch and concepts its models, and the CLI imports every
-    # command for its parser
-    from concepts.report import explain_embeddings
-    from concepts.vocabulary import DEFAULT_VOCABULARY
+    # lazy: the analysis flow and the heads load torch, and the CLI imports every command for
+    # its parser
     from detector.analysis import analyse_bytes, read_files
-    from detector.commands.concepts import card_vocabulary
     from detector.heads import resolve_head
 
     ws = Workspace(args.workspace, create=False) if args.workspace else None

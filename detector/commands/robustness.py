@@ -6,7 +6,9 @@ import argparse
 import math
 import sys
 
+from detector.cli import print_json
 from detector.commands.common import add_engine_options, add_json_option
+from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -147,10 +149,9 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
+    # lazy: heads and the sweep load torch, and the CLI imports every command for its parser
     from detector.heads import resolve_head
     from detector.perturb import robustness_sweep
-    from detector.store import Workspace
 
     workspace = Workspace(args.workspace, create=False)
     try:
