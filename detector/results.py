@@ -27,14 +27,13 @@ rewritten), so results computed before still show.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from detector.audit import AuditReport
+from detector.metrics import table_records
 
 NAMESPACE = "results"
 VERSION = 1
@@ -163,19 +162,6 @@ def _legacy(workspace, kind: str, joined: str) -> dict | None:
     }
 
 
-def json_records(table: pd.DataFrame) -> list[dict]:
-    """A DataFrame as JSON-safe records (NaN -> None, numpy scalars -> Python)."""
-    out = []
-    for rec in table.to_dict(orient="records"):
-        row = {}
-        for k, v in rec.items():
-            if isinstance(v, np.generic):
-                v = v.item()
-            row[k] = None if isinstance(v, float) and math.isnan(v) else v
-        out.append(row)
-    return out
-
-
 # -- transfer matrices -----------------------------------------------------------------------
 
 
@@ -202,7 +188,7 @@ def save_transfer(
         "train": train,
         "test": test,
         "options": dict(options or {}),
-        "table": json_records(table),
+        "table": table_records(table),
     }
     save_result(
         workspace, "transfer", data, backbone=backbone_id, head_type=head_type, pairing=pairing
@@ -251,7 +237,7 @@ def save_audit(workspace, report: AuditReport, fingerprint: str | None = None) -
         "fingerprint": fingerprint,
         "created": time.time(),
         "report": report.as_dict(),
-        "images": json_records(report.images),
+        "images": table_records(report.images),
     }
     save_result(workspace, "audit", data, scope=WORKSPACE_SCOPE)
     return data
