@@ -67,6 +67,23 @@ def test_json_csv_and_cache(samples_workspace, tmp_path, capsys):
     assert out.startswith("DEMO backbone tiny-clip")
     assert "matched reals, threshold 0.9" in out
     assert "AP per generator:" in out and "crop:0.5+jpeg:75" in out
+    assert f"kept in {samples_workspace}" in out
+
+
+def test_a_cli_sweep_shows_on_the_generators_page(samples_workspace, capsys):
+    from detector.heads import resolve_head
+    from detector.store import Workspace
+    from ui import analysis
+
+    args = ["robustness", "-w", str(samples_workspace), "--head", "probe", "--workers", "0"]
+    code, _, _ = _run(capsys, *args, "--perturbations", "blur:1", "--pairing", "matched")
+    assert code == 0
+    with Workspace(samples_workspace) as ws:
+        head = resolve_head("probe", workspace=ws)
+        shown = analysis.stored_sweeps(ws, head, "tiny-clip/random")  # what the page draws
+    (sweep,) = [r for r in shown if r.pairing == "matched"]
+    assert sweep.head == "probe" and sweep.split is None
+    assert sweep.summary["perturbation"].tolist() == ["none", "blur:1"]
 
 
 @pytest.mark.parametrize(
