@@ -50,11 +50,10 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import importlib
 import json
+import math
 import os
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -65,6 +64,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from detector.errors import CueLensError
+from detector.fitting import (
+    EpochCallback,
+    FitHistory,
+    bce_smoothed,
+    fit_epochs,
+    single_thread,
+    stratified_holdout,
+    uniform_init,
+)
 from detector.metrics import sigmoid
 
 CARD_KEY = "cue_lens_card"
@@ -84,7 +92,6 @@ class HeadMismatchError(HeadError, ValueError):
 # -- registry of head types ------------------------------------------------------------------
 
 _HEAD_TYPES: dict[str, type] = {}
-_LAZY_HEAD_TYPES = {"concept": "concepts.bottleneck"}
 
 
 def register_head_type(name: str, cls: type) -> None:
@@ -93,22 +100,19 @@ def register_head_type(name: str, cls: type) -> None:
 
 
 def get_head_type(name: str) -> type:
-    """The head class registered as ``name``; ``concept`` is imported on first use."""
-    if name not in _HEAD_TYPES and name in _LAZY_HEAD_TYPES:
-        module = _LAZY_HEAD_TYPES[name]
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                raise HeadError(
-                    f"head type {name!r} needs the module {module}, which is not installed "
-                    f"in this checkout"
-                ) from exc
-            raise
+    """The head class registered as ``name`` (``linear``, ``orthogonal``, ``concept``, or one
+    registered by the caller)."""
     if name not in _HEAD_TYPES:
-        known = sorted(set(_HEAD_TYPES) | set(_LAZY_HEAD_TYPES))
-        raise HeadError(f"unknown head type {name!r} (known: {', '.join(known)})")
+        raise HeadError(f"unknown head type {name!r} (known: {', '.join(sorted(_HEAD_TYPES))})")
     return _HEAD_TYPES[name]
+
+
+def _store_params(head, arguments: dict) -> None:
+    """Store a constructor's arguments (``locals()``) as attributes: the scikit-learn rule that
+    ``__init__`` only records its parameters."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(head, name, value)
 
 
 # -- the shared inference half of the contract ----------------------------------------------
@@ -199,7 +203,7 @@ class DetectorHead(ClassifierMixin, BaseEstimator):
             X_val, yv_idx = None, None
         return X, y_idx, X_val, yv_idx
 
-    def _record_training(self, result: _TrainingResult) -> None:
+    def _record_training(self, result: FitHistory) -> None:
         self.n_iter_ = result.epochs
         self.best_epoch_ = result.best_epoch
         self.loss_curve_ = result.train_loss
@@ -249,183 +253,61 @@ def _known_params(cls, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in names}
 
 
-# -- training loop shared by the two heads ----------------------------------------------------
+# -- the paper's training recipes: every default stated here once ---------------------------
 
-
-class _TrainingResult:
-    def __init__(self):
-        self.epochs = 0
-        self.best_epoch = 0
-        self.train_loss: list[float] = []
-        self.val_loss: list[float] = []
-        self.penalty: list[float] = []
-        self.best_val_loss = float("nan")
-
-
-def _internal_validation(y_idx: np.ndarray, fraction: float, seed: int):
-    """Stratified hold-out indices (train, val) for early stopping when no X_val is given.
-
-    Returns ``(all, None)`` when the data are too small for a hold-out (fewer than 20 samples or
-    fewer than 2 per class) or ``fraction`` is 0.
-    """
-    n = len(y_idx)
-    counts = np.bincount(y_idx, minlength=2)
-    if fraction <= 0 or n < 20 or counts.min() < 2:
-        return np.arange(n), None
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in (0, 1):
-        members = np.flatnonzero(y_idx == c)
-        rng.shuffle(members)
-        take = min(len(members) - 1, max(1, round(fraction * len(members))))
-        val.append(members[:take])
-    val = np.sort(np.concatenate(val))
-    train = np.setdiff1d(np.arange(n), val)
-    return train, val
-
-
-def smoothed_targets(target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """The authors' label smoothing: ``y (1 - s) + (1 - y) s``, so s = 0.1 gives 0.1 / 0.9
-    (``clip_cues/model.py`` ``SyntheticImageClassifier.compute_loss``)."""
-    return target * (1.0 - smoothing) + (1.0 - target) * smoothing
-
-
-def _bce_smoothed(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    soft = smoothed_targets(target, smoothing)
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, soft)
-
-
-@contextmanager
-def _single_thread():
-    """Run torch on one thread: batches of 64 gain nothing from more, and results then match
-    across machines with different core counts."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-EpochCallback = Callable[[dict], None]
-
-
-def _fit_torch(
-    head,
-    params: list[torch.Tensor],
-    forward,
-    X,
-    y_idx,
-    X_val,
-    yv_idx,
-    penalty=None,
-    epoch_callback: EpochCallback | None = None,
-):
-    with _single_thread():
-        return _fit_torch_loop(
-            head, params, forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback
-        )
-
-
-def _fit_torch_loop(head, params, forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback):
-    """Mini-batch Adam with early stopping on the validation loss; best weights restored.
-
-    ``forward(xb) -> (logits, activations)``; ``penalty(activations) -> scalar`` is added to the
-    training loss times ``head.lambda_ortho`` (orthogonal head). The validation loss is the
-    label-smoothed BCE alone (the penalty regularises training batches; it is not a measure
-    of fit). Deterministic for a given ``random_state`` on one machine and thread count.
-    ``epoch_callback(record)`` follows each epoch (see the module docstring).
-    """
-    seed = int(head.random_state) if head.random_state is not None else 0
-    gen = torch.Generator().manual_seed(seed)
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    yt = torch.from_numpy(y_idx.astype(np.float32))
-    if X_val is None:
-        tr, va = _internal_validation(y_idx, float(head.validation_fraction), seed)
-        if va is not None:
-            Xv, yv = Xt[va], yt[va]
-            Xt, yt = Xt[tr], yt[tr]
-        else:
-            Xv = yv = None
-    else:
-        Xv = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
-        yv = torch.from_numpy(yv_idx.astype(np.float32))
-    smoothing = float(head.label_smoothing)
-    lam = float(getattr(head, "lambda_ortho", 0.0))
-    opt = torch.optim.Adam(params, lr=float(head.lr), weight_decay=float(head.weight_decay))
-    n = Xt.shape[0]
-    bs = max(1, int(head.batch_size))
-    result = _TrainingResult()
-    best = [p.detach().clone() for p in params]
-    best_loss = float("inf")
-    bad_epochs = 0
-    for epoch in range(1, int(head.max_epochs) + 1):
-        perm = torch.randperm(n, generator=gen)
-        total, total_pen, seen = 0.0, 0.0, 0
-        for start in range(0, n, bs):
-            idx = perm[start : start + bs]
-            logits, acts = forward(Xt[idx])
-            loss = _bce_smoothed(logits, yt[idx], smoothing)
-            if penalty is not None and lam > 0 and len(idx) > 1:
-                pen = penalty(acts)
-                total_pen += float(pen.detach()) * len(idx)
-                loss = loss + lam * pen
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        result.train_loss.append(total / max(seen, 1))
-        result.penalty.append(total_pen / max(seen, 1))
-        result.epochs = epoch
-        val_loss, stop = None, False
-        if Xv is None:
-            result.best_epoch = epoch  # no validation: the last epoch is kept
-        else:
-            with torch.no_grad():
-                val_loss = float(_bce_smoothed(forward(Xv)[0], yv, smoothing))
-            result.val_loss.append(val_loss)
-            if val_loss < best_loss - float(head.tol):
-                best_loss, bad_epochs, result.best_epoch = val_loss, 0, epoch
-                best = [p.detach().clone() for p in params]
-            else:
-                bad_epochs += 1
-                stop = bad_epochs >= int(head.patience)
-        if epoch_callback is not None:
-            epoch_callback(
-                {
-                    "epoch": epoch,
-                    "train_loss": result.train_loss[-1],
-                    "val_loss": val_loss,
-                    "best_epoch": result.best_epoch,
-                }
-            )
-        if stop:
-            break
-    if Xv is not None:
-        with torch.no_grad():
-            for p, b in zip(params, best, strict=True):
-                p.copy_(b)
-        result.best_val_loss = best_loss
-    else:
-        result.best_epoch = result.epochs
-    return result
-
-
-def _uniform_init(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
-    bound = 1.0 / np.sqrt(max(fan_in, 1))
-    return (torch.rand(shape, generator=gen) * 2 - 1) * bound
-
-
-# -- the two heads of the paper --------------------------------------------------------------
-
-HEAD_RECIPE = {
-    "label_smoothing": "0.1: targets y (1 - s) + (1 - y) s = 0.1 / 0.9",
-    "loss": "BCE with logits (+ 0.33 * ||I - A^T A||_F for the orthogonal head)",
-    "optimizer": "Adam lr 1e-3, coupled weight decay 0.01",
+PAPER_DEFAULTS = {
+    "lr": 1e-3,
+    "weight_decay": 0.01,
     "batch_size": 64,
     "max_epochs": 200,
-    "early_stopping": "validation loss (label-smoothed BCE), patience 5, best weights restored",
+    "patience": 5,
+    "label_smoothing": 0.1,
+    "k": 8,
+    "lambda_ortho": 0.33,
+}
+"""Hyperparameter defaults of the linear probe and the orthogonal head (the authors' recipe);
+their constructors and :data:`HEAD_RECIPE` read them from here."""
+
+CONCEPT_DEFAULTS = {
+    "alpha": 1e-4,
+    "beta": 1e-4,
+    "temperature": 0.1,
+    "lr": 1e-3,
+    "gate_lr_multiplier": 10.0,
+    "weight_decay": 1e-5,
+    "gate_weight_decay": 0.0,
+    "batch_size": 256,
+    "max_epochs": 200,
+    "patience": 10,
+    "early_stopping": "auroc",
+    "label_smoothing": 0.0,
+}
+"""Hyperparameter defaults of the concept bottleneck (the authors' recipe); its constructor and
+:data:`CONCEPT_RECIPE` read them from here."""
+
+FIT_DEFAULTS = {"tol": 0.0, "validation_fraction": 0.1, "random_state": 0}
+"""Defaults of every head's early-stopping tolerance, internal hold-out share and seed."""
+
+CLASSIFIER_BIAS_INIT = 0.1  # the concept bottleneck's initial classifier bias (authors' code)
+
+
+def _short(x: float) -> str:
+    """``1e-3`` for 0.001 (how the recipes write small numbers)."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+_P, _C = PAPER_DEFAULTS, CONCEPT_DEFAULTS
+
+HEAD_RECIPE = {
+    "label_smoothing": f"{_P['label_smoothing']:g}: targets y (1 - s) + (1 - y) s = "
+    f"{_P['label_smoothing']:g} / {1 - _P['label_smoothing']:g}",
+    "loss": f"BCE with logits (+ {_P['lambda_ortho']:g} * ||I - A^T A||_F for the orthogonal head)",
+    "optimizer": f"Adam lr {_short(_P['lr'])}, coupled weight decay {_P['weight_decay']:g}",
+    "batch_size": _P["batch_size"],
+    "max_epochs": _P["max_epochs"],
+    "early_stopping": f"validation loss (label-smoothed BCE), patience {_P['patience']}, best "
+    "weights restored",
     "init": "linear: nn.Linear default (uniform +-1/sqrt(fan_in)); orthogonal: direction "
     "weights orthogonal_, biases and logit layer nn.Linear default",
     "source": "marco-willi/clip-cues: src/clip_cues_research/finalexp/trainer.py (Recipe), "
@@ -435,16 +317,100 @@ HEAD_RECIPE = {
 """The training recipe of the linear and orthogonal heads, checked against the authors' code;
 recorded as ``recipe`` in every model card."""
 
+_PRIOR = (
+    f"alpha = beta = {_short(_C['alpha'])}"
+    if _C["alpha"] == _C["beta"]
+    else f"alpha = {_short(_C['alpha'])}, beta = {_short(_C['beta'])}"
+)
+CONCEPT_RECIPE = {
+    "label_smoothing": _C["label_smoothing"],
+    "loss": f"BCE with logits + beta * KL(gates || Bernoulli(alpha)), {_PRIOR}",
+    "optimizer": f"AdamW; gate layer lr {_short(_C['lr'] * _C['gate_lr_multiplier'])} "
+    f"({_C['gate_lr_multiplier']:g}x), weight decay {_C['gate_weight_decay']:g}; classifier lr "
+    f"{_short(_C['lr'])}, weight decay {_short(_C['weight_decay'])}",
+    "batch_size": _C["batch_size"],
+    "max_epochs": _C["max_epochs"],
+    "early_stopping": f"validation {'AUROC' if _C['early_stopping'] == 'auroc' else 'loss'}, "
+    f"patience {_C['patience']}, best epoch restored",
+    "init": f"xavier_normal_ weights, gate bias 0, classifier bias {CLASSIFIER_BIAS_INIT:g}",
+    "gates": f"binary-concrete samples at temperature {_C['temperature']:g} while training, "
+    "sigmoid at inference",
+    "source": "marco-willi/clip-cues: config/experiment/concept_model.yaml (epochs, batch, "
+    "patience, lr, weight decay), src/clip_cues/concept_modeling/train.py (optimizer groups, "
+    "model selection on validation AUROC), src/clip_cues/concept_modeling/networks.py (init, "
+    "loss)",
+}
+"""The concept bottleneck's training recipe, checked against the authors' code; recorded as
+``recipe`` in its model cards."""
 
-class LinearProbe(DetectorHead):
+
+# -- the two heads of the paper --------------------------------------------------------------
+
+
+class _PaperHead(DetectorHead):
+    """Training shared by the linear and orthogonal heads: the authors' recipe
+    (:data:`HEAD_RECIPE`) on :func:`detector.fitting.fit_epochs`."""
+
+    recipe: ClassVar[dict | None] = HEAD_RECIPE
+
+    def _fit_paper(self, params, forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback):
+        """Adam on ``params`` with label-smoothed BCE (+ ``lambda_ortho * penalty``), early
+        stopping on the validation BCE; ``forward(xb) -> (logits, activations)``."""
+        seed = int(self.random_state) if self.random_state is not None else 0
+        gen = torch.Generator().manual_seed(seed)
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        yt = torch.from_numpy(y_idx.astype(np.float32))
+        if X_val is None:
+            tr, va = stratified_holdout(y_idx, float(self.validation_fraction), seed)
+            if va is not None:
+                Xv, yv = Xt[va], yt[va]
+                Xt, yt = Xt[tr], yt[tr]
+            else:
+                Xv = yv = None
+        else:
+            Xv = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
+            yv = torch.from_numpy(yv_idx.astype(np.float32))
+        smoothing = float(self.label_smoothing)
+        lam = float(getattr(self, "lambda_ortho", 0.0))
+
+        def train_step(idx):
+            logits, acts = forward(Xt[idx])
+            loss = bce_smoothed(logits, yt[idx], smoothing)
+            if penalty is None or lam <= 0 or len(idx) <= 1:
+                return loss, 0.0
+            pen = penalty(acts)
+            return loss + lam * pen, float(pen.detach())
+
+        def validate():
+            # the penalty regularises training batches; it is not a measure of fit
+            with torch.no_grad():
+                val_loss = float(bce_smoothed(forward(Xv)[0], yv, smoothing))
+            return val_loss, val_loss
+
+        with single_thread():
+            opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+            history = fit_epochs(
+                params,
+                opt,
+                train_step,
+                n=Xt.shape[0],
+                batch_size=max(1, int(self.batch_size)),
+                max_epochs=int(self.max_epochs),
+                generator=gen,
+                validate=None if Xv is None else validate,
+                patience=int(self.patience),
+                tol=float(self.tol),
+                epoch_callback=epoch_callback,
+            )
+        self._record_training(history)
+
+
+class LinearProbe(_PaperHead):
     """Linear probe on the pooled CLS embedding: ``logit = x @ coef_ + intercept_``.
 
-    Trained with the authors' recipe (:data:`HEAD_RECIPE`): BCE with label smoothing 0.1
-    (targets 0.1 / 0.9), Adam (lr 1e-3, coupled weight decay 0.01), batch 64, at most 200
-    epochs, early stopping on the validation loss (patience 5, best weights kept), nn.Linear's
-    default uniform initialisation.
-    ``fit(X, y, X_val, y_val)`` uses the given validation set; without one it holds out a
-    stratified ``validation_fraction`` of the training data.
+    Trained with the authors' recipe (:data:`HEAD_RECIPE`, defaults :data:`PAPER_DEFAULTS`),
+    initialised like ``nn.Linear``. ``fit(X, y, X_val, y_val)`` uses the given validation set;
+    without one it holds out a stratified ``validation_fraction`` of the training data.
 
     Learned: ``coef_`` (d,), ``intercept_`` (float), ``classes_``, ``n_features_in_``,
     ``n_iter_`` (epochs run), ``best_epoch_``, ``loss_curve_``, ``validation_loss_curve_``.
@@ -452,32 +418,22 @@ class LinearProbe(DetectorHead):
 
     head_type: ClassVar[str] = "linear"
     tap: ClassVar[str] = "pooled"
-    recipe: ClassVar[dict | None] = HEAD_RECIPE
 
     def __init__(
         self,
         *,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        batch_size: int = 64,
-        max_epochs: int = 200,
-        patience: int = 5,
-        tol: float = 0.0,
-        label_smoothing: float = 0.1,
-        validation_fraction: float = 0.1,
-        random_state: int | None = 0,
+        lr: float = _P["lr"],
+        weight_decay: float = _P["weight_decay"],
+        batch_size: int = _P["batch_size"],
+        max_epochs: int = _P["max_epochs"],
+        patience: int = _P["patience"],
+        tol: float = FIT_DEFAULTS["tol"],
+        label_smoothing: float = _P["label_smoothing"],
+        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
+        random_state: int | None = FIT_DEFAULTS["random_state"],
         backbone_id: str | None = None,
     ):
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.tol = tol
-        self.label_smoothing = label_smoothing
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.backbone_id = backbone_id
+        _store_params(self, locals())
 
     def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
         """Train on (X (n, d), y (n,)); optional validation set for early stopping.
@@ -487,18 +443,15 @@ class LinearProbe(DetectorHead):
         X, y_idx, X_val, yv_idx = self._validate_training(X, y, X_val, y_val)
         d = X.shape[1]
         gen = torch.Generator().manual_seed(int(self.random_state or 0))
-        w = _uniform_init(gen, (d,), d).requires_grad_(True)
-        b = _uniform_init(gen, (1,), d).requires_grad_(True)
+        w = uniform_init(gen, (d,), d).requires_grad_(True)
+        b = uniform_init(gen, (1,), d).requires_grad_(True)
 
         def forward(xb):
             return xb @ w + b, None
 
-        result = _fit_torch(
-            self, [w, b], forward, X, y_idx, X_val, yv_idx, epoch_callback=epoch_callback
-        )
+        self._fit_paper([w, b], forward, X, y_idx, X_val, yv_idx, None, epoch_callback)
         self.coef_ = w.detach().numpy().astype(np.float32).copy()
         self.intercept_ = float(b.detach()[0])
-        self._record_training(result)
         return self
 
     def _logits(self, X):
@@ -521,49 +474,37 @@ class LinearProbe(DetectorHead):
         self.n_features_in_ = int(weight.shape[1])
 
 
-class OrthogonalHead(DetectorHead):
+class OrthogonalHead(_PaperHead):
     """De-correlated head: ``k`` linear directions, then one logit, no non-linearity between.
 
     ``activations = x @ directions_.T + direction_bias_`` (n, k);
     ``logit = activations @ to_logit_weight_ + to_logit_bias_``. Trained like ``LinearProbe``
     plus ``lambda_ortho * ||I - A^T A||_F`` per batch, where A is the batch's activation
     matrix with each column L2-normalised (so A^T A holds the cosines between directions'
-    activations). The paper uses k = 8, lambda = 0.33; the direction weights start orthogonal
-    (``torch.nn.init.orthogonal_``), as in the authors' code.
+    activations). The paper uses k = 8, lambda = 0.33 (:data:`PAPER_DEFAULTS`); the direction
+    weights start orthogonal (``torch.nn.init.orthogonal_``), as in the authors' code.
     """
 
     head_type: ClassVar[str] = "orthogonal"
     tap: ClassVar[str] = "pooled"
-    recipe: ClassVar[dict | None] = HEAD_RECIPE
 
     def __init__(
         self,
         *,
-        k: int = 8,
-        lambda_ortho: float = 0.33,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        batch_size: int = 64,
-        max_epochs: int = 200,
-        patience: int = 5,
-        tol: float = 0.0,
-        label_smoothing: float = 0.1,
-        validation_fraction: float = 0.1,
-        random_state: int | None = 0,
+        k: int = _P["k"],
+        lambda_ortho: float = _P["lambda_ortho"],
+        lr: float = _P["lr"],
+        weight_decay: float = _P["weight_decay"],
+        batch_size: int = _P["batch_size"],
+        max_epochs: int = _P["max_epochs"],
+        patience: int = _P["patience"],
+        tol: float = FIT_DEFAULTS["tol"],
+        label_smoothing: float = _P["label_smoothing"],
+        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
+        random_state: int | None = FIT_DEFAULTS["random_state"],
         backbone_id: str | None = None,
     ):
-        self.k = k
-        self.lambda_ortho = lambda_ortho
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.tol = tol
-        self.label_smoothing = label_smoothing
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.backbone_id = backbone_id
+        _store_params(self, locals())
 
     def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
         """Train on (X (n, d), y (n,)); optional validation set for early stopping.
@@ -579,9 +520,9 @@ class OrthogonalHead(DetectorHead):
         # clip_cues/classification_head.py); biases and the logit layer keep nn.Linear's
         # uniform default.
         w1 = torch.nn.init.orthogonal_(torch.empty(k, d), generator=gen).requires_grad_(True)
-        b1 = _uniform_init(gen, (k,), d).requires_grad_(True)
-        w2 = _uniform_init(gen, (k,), k).requires_grad_(True)
-        b2 = _uniform_init(gen, (1,), k).requires_grad_(True)
+        b1 = uniform_init(gen, (k,), d).requires_grad_(True)
+        w2 = uniform_init(gen, (k,), k).requires_grad_(True)
+        b2 = uniform_init(gen, (1,), k).requires_grad_(True)
         eye = torch.eye(k)
 
         def forward(xb):
@@ -592,22 +533,11 @@ class OrthogonalHead(DetectorHead):
             normed = acts / acts.norm(dim=0, keepdim=True).clamp_min(1e-8)
             return torch.linalg.matrix_norm(eye - normed.T @ normed)
 
-        result = _fit_torch(
-            self,
-            [w1, b1, w2, b2],
-            forward,
-            X,
-            y_idx,
-            X_val,
-            yv_idx,
-            penalty,
-            epoch_callback=epoch_callback,
-        )
+        self._fit_paper([w1, b1, w2, b2], forward, X, y_idx, X_val, yv_idx, penalty, epoch_callback)
         self.directions_ = w1.detach().numpy().astype(np.float32).copy()
         self.direction_bias_ = b1.detach().numpy().astype(np.float32).copy()
         self.to_logit_weight_ = w2.detach().numpy().astype(np.float32).copy()
         self.to_logit_bias_ = float(b2.detach()[0])
-        self._record_training(result)
         return self
 
     def activations(self, X) -> np.ndarray:
@@ -659,8 +589,381 @@ class OrthogonalHead(DetectorHead):
         self.k = int(w1.shape[0])
 
 
+# -- the concept bottleneck ------------------------------------------------------------------
+
+CONCEPT_TENSOR_KEYS = (
+    "text_embeddings",
+    "W_concepts.weight",
+    "W_concepts.bias",
+    "W_classifier.weight",
+    "W_classifier.bias",
+)
+
+
+class ConceptModelError(CueLensError):
+    """A concept model cannot be trained, imported or applied as asked."""
+
+
+class ConceptBottleneck(DetectorHead):
+    """Concept bottleneck classifier on projected CLIP embeddings.
+
+    For a projected embedding x: ``e = x / |x|``; concept scores ``s = e @ D.T`` (D: fixed unit
+    concept directions, one row per concept); gates ``g = sigmoid(W_c e + b_c)``;
+    ``logit = w_y . (s * g) + b_y``. The contribution of concept q to the logit is
+    ``s_q * g_q * w_y[q]``: the contributions plus ``b_y`` are the logit, exactly
+    (``decision_function`` is computed that way).
+
+    Training follows the reference paper (:data:`CONCEPT_RECIPE`, defaults
+    :data:`CONCEPT_DEFAULTS`): gates sampled from a binary-concrete relaxation at
+    ``temperature``, a KL prior pulling every gate towards Bernoulli(alpha) with weight beta,
+    AdamW with the gate layer at ``gate_lr_multiplier`` times the classifier's learning rate,
+    early stopping with the best weights kept. Building the directions from a vocabulary's
+    text, and training on a workspace, live in ``concepts.bottleneck``.
+
+    Parameters
+    ----------
+    directions : array (Q, dim) of unit concept directions (fixed, not learned). They are data,
+        not a hyperparameter: ``get_params`` leaves them out (it must stay JSON for the model
+        card), ``to_tensors`` carries them as ``text_embeddings``, and ``clone`` keeps them.
+    concept_names : Q concept ids (default ``concept_0`` ...).
+    alpha, beta : Bernoulli prior of the gates and the weight of its KL term.
+    temperature : binary-concrete temperature of the gate samples during training.
+    lr : AdamW learning rate of the classifier layer; the gate layer uses
+        ``lr * gate_lr_multiplier``.
+    weight_decay : AdamW weight decay of the classifier layer; ``gate_weight_decay`` that of
+        the gate layer, as in the authors' trainer.
+    batch_size, max_epochs, patience, tol : the usual.
+    early_stopping : ``"auroc"`` (the authors': keep the epoch with the highest validation
+        AUROC; patience counts epochs without a gain above ``tol``) or ``"loss"`` (lowest
+        validation loss). With a one-class validation set AUROC is undefined and the loss is
+        used.
+    label_smoothing : BCE label smoothing (0 = none).
+    validation_fraction : share of the training data held out (stratified) for early stopping
+        when ``fit`` gets no validation set; with fewer than 20 images or 2 per class, nothing
+        is held out and the last epoch is kept.
+    random_state : seed of initialisation, shuffling, gate noise and the validation split.
+    backbone_id : the backbone whose projected embeddings the model reads (``None`` unknown).
+
+    Learned: ``directions_``, ``W_concepts_`` (Q, dim), ``b_concepts_`` (Q,), ``w_classifier_``
+    (Q,), ``b_classifier_`` (float), ``concept_names_``, ``classes_``, ``n_features_in_``,
+    ``n_iter_``, ``best_epoch_``, ``loss_curve_``, ``validation_loss_curve_``.
+    """
+
+    head_type: ClassVar[str] = "concept"
+    tap: ClassVar[str] = "projected"
+    recipe: ClassVar[dict | None] = CONCEPT_RECIPE
+
+    def __init__(
+        self,
+        directions=None,
+        concept_names=None,
+        *,
+        alpha: float = _C["alpha"],
+        beta: float = _C["beta"],
+        temperature: float = _C["temperature"],
+        lr: float = _C["lr"],
+        gate_lr_multiplier: float = _C["gate_lr_multiplier"],
+        weight_decay: float = _C["weight_decay"],
+        gate_weight_decay: float = _C["gate_weight_decay"],
+        batch_size: int = _C["batch_size"],
+        max_epochs: int = _C["max_epochs"],
+        patience: int = _C["patience"],
+        early_stopping: str = _C["early_stopping"],
+        tol: float = FIT_DEFAULTS["tol"],
+        label_smoothing: float = _C["label_smoothing"],
+        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
+        random_state: int | None = FIT_DEFAULTS["random_state"],
+        backbone_id: str | None = None,
+    ):
+        _store_params(self, locals())
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Hyperparameters (JSON-ready): every constructor argument except ``directions``."""
+        params = super().get_params(deep=deep)
+        params.pop("directions", None)
+        if params.get("concept_names") is not None:
+            params["concept_names"] = [str(c) for c in params["concept_names"]]
+        return params
+
+    def __sklearn_clone__(self):
+        clone = type(self)(**self.get_params(deep=False))
+        clone.directions = self.directions
+        return clone
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _check_directions(self, dim: int) -> np.ndarray:
+        if self.directions is None:
+            raise ConceptModelError(
+                "ConceptBottleneck needs concept directions (Q, dim); build them with "
+                "concepts.directions.concept_directions(vocabulary, backbone)"
+            )
+        d = np.asarray(self.directions, dtype=np.float32)
+        if d.ndim != 2 or d.shape[1] != dim:
+            raise ConceptModelError(
+                f"directions of shape {d.shape} do not match embeddings of dimension {dim}: "
+                f"concepts need the projected tap of the same backbone"
+            )
+        return d
+
+    def _names(self, n: int) -> list[str]:
+        names = list(self.concept_names) if self.concept_names is not None else []
+        if not names:
+            return [f"concept_{q}" for q in range(n)]
+        if len(names) != n:
+            raise ConceptModelError(f"{len(names)} concept names for {n} directions")
+        return [str(c) for c in names]
+
+    def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
+        """Train gates and classifier on projected embeddings X (N, dim) with labels y (N,).
+
+        ``X_val``/``y_val`` drive early stopping; without them ``validation_fraction`` of the
+        training data is held out (stratified). ``epoch_callback(record)`` is called after
+        every epoch (see the module docstring). Returns ``self``.
+        """
+        X, y_idx, X_val, yv_idx = self._validate_training(X, y, X_val, y_val)
+        X = np.asarray(X, dtype=np.float32)
+        directions = self._check_directions(X.shape[1])
+        names = self._names(directions.shape[0])
+        y01 = y_idx.astype(np.float32)
+        if X_val is None:
+            X, X_val, y01, yv = _concept_hold_out(
+                X, y01, self.validation_fraction, self.random_state
+            )
+        else:
+            yv = yv_idx.astype(np.float32)
+        with single_thread():
+            self._train(X, y01, X_val, yv, directions, names, epoch_callback)
+        return self
+
+    def _train(self, X, y01, X_val, yv, directions, names, epoch_callback=None) -> None:
+        seed = 0 if self.random_state is None else int(self.random_state)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gate_layer = torch.nn.Linear(X.shape[1], directions.shape[0])
+            classifier = torch.nn.Linear(directions.shape[0], 1)
+            # The authors' initialisation (clip_cues/concept_modeling/networks.py).
+            torch.nn.init.xavier_normal_(gate_layer.weight)
+            torch.nn.init.zeros_(gate_layer.bias)
+            torch.nn.init.xavier_normal_(classifier.weight)
+            torch.nn.init.constant_(classifier.bias, CLASSIFIER_BIAS_INIT)
+
+        d_t = torch.from_numpy(directions)
+
+        def prepare(x: np.ndarray):
+            e = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(x)), dim=1)
+            return e, e @ d_t.T
+
+        e_tr, s_tr = prepare(X)
+        t_tr = torch.from_numpy(y01)
+        if X_val is None:  # too few images to hold any out: train on all, keep the last epoch
+            e_va, s_va, t_va = e_tr, s_tr, t_tr
+        else:
+            e_va, s_va = prepare(X_val)
+            t_va = torch.from_numpy(yv)
+        smooth = float(self.label_smoothing)
+        log_alpha = math.log(self.alpha)
+        log_1m_alpha = math.log1p(-self.alpha)
+
+        def loss_of(e, s, t, sample: bool):
+            gate_logits = gate_layer(e)
+            if sample:
+                u = torch.rand(gate_logits.shape, generator=gen).clamp_(1e-6, 1 - 1e-6)
+                noise = torch.log(u) - torch.log1p(-u)
+                gates = torch.sigmoid((gate_logits + noise) / self.temperature)
+            else:
+                gates = torch.sigmoid(gate_logits)
+            logit = classifier(s * gates).squeeze(1)
+            bce = bce_smoothed(logit, t, smooth)
+            p = torch.sigmoid(gate_logits)
+            log_p = torch.nn.functional.logsigmoid(gate_logits)
+            log_1m_p = torch.nn.functional.logsigmoid(-gate_logits)
+            kl = p * (log_p - log_alpha) + (1 - p) * (log_1m_p - log_1m_alpha)
+            return bce + self.beta * kl.sum(1).mean()
+
+        optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": gate_layer.parameters(),
+                    "lr": self.lr * self.gate_lr_multiplier,
+                    "weight_decay": float(self.gate_weight_decay),
+                },
+                {
+                    "params": classifier.parameters(),
+                    "lr": self.lr,
+                    "weight_decay": float(self.weight_decay),
+                },
+            ],
+        )
+        if self.early_stopping not in ("auroc", "loss"):
+            raise ConceptModelError(
+                f"early_stopping must be 'auroc' or 'loss', got {self.early_stopping!r}"
+            )
+        by_auroc = self.early_stopping == "auroc" and len(np.unique(t_va.numpy())) == 2
+        aurocs: list[float | None] = []
+
+        def train_step(idx):
+            return loss_of(e_tr[idx], s_tr[idx], t_tr[idx], sample=True), 0.0
+
+        def validate():
+            with torch.no_grad():
+                val_loss = float(loss_of(e_va, s_va, t_va, sample=False))
+                logits = classifier(s_va * torch.sigmoid(gate_layer(e_va))).squeeze(1)
+                aurocs.append(_auroc(t_va, logits) if by_auroc else None)
+            # lower is better: the loss, or minus the AUROC
+            return val_loss, -aurocs[-1] if by_auroc else val_loss
+
+        params = [*gate_layer.parameters(), *classifier.parameters()]
+        history = fit_epochs(
+            params,
+            optimizer,
+            train_step,
+            n=e_tr.shape[0],
+            batch_size=int(self.batch_size),
+            max_epochs=int(self.max_epochs),
+            generator=gen,
+            validate=validate,
+            early_stopping=X_val is not None,
+            patience=int(self.patience),
+            tol=float(self.tol),
+            epoch_callback=epoch_callback,
+        )
+        self._set_weights(
+            directions=directions,
+            w_concepts=gate_layer.weight.detach().numpy(),
+            b_concepts=gate_layer.bias.detach().numpy(),
+            w_classifier=classifier.weight.detach().numpy()[0],
+            b_classifier=float(classifier.bias.detach().numpy()[0]),
+            names=names,
+        )
+        self._record_training(history)
+        self.best_validation_auroc_ = aurocs[history.best_epoch - 1]
+
+    def _set_weights(
+        self, *, directions, w_concepts, b_concepts, w_classifier, b_classifier, names
+    ) -> None:
+        self.directions_ = np.asarray(directions, dtype=np.float32).copy()
+        self.W_concepts_ = np.asarray(w_concepts, dtype=np.float32).copy()
+        self.b_concepts_ = np.asarray(b_concepts, dtype=np.float32).reshape(-1).copy()
+        self.w_classifier_ = np.asarray(w_classifier, dtype=np.float32).reshape(-1).copy()
+        self.b_classifier_ = float(np.asarray(b_classifier, dtype=np.float32).reshape(-1)[0])
+        self.concept_names_ = list(names)
+        self.n_features_in_ = int(self.directions_.shape[1])
+        q = self.directions_.shape[0]
+        shapes = (self.W_concepts_.shape, self.b_concepts_.shape, self.w_classifier_.shape)
+        if shapes != ((q, self.n_features_in_), (q,), (q,)) or len(self.concept_names_) != q:
+            raise ConceptModelError(
+                f"inconsistent concept model: {q} directions of dim {self.n_features_in_}, "
+                f"gate weights {shapes[0]}, gate bias {shapes[1]}, classifier {shapes[2]}, "
+                f"{len(self.concept_names_)} names"
+            )
+
+    # -- inference -----------------------------------------------------------------------
+
+    def concept_terms(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores s, gates g and contributions s * g * w, each (N, Q) float64, in one pass."""
+        check_is_fitted(self, "W_concepts_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = np.asarray(X, dtype=np.float64)
+        e = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        s = e @ self.directions_.T.astype(np.float64)
+        g = _tanh_sigmoid(e @ self.W_concepts_.T.astype(np.float64) + self.b_concepts_)
+        return s, g, s * g * self.w_classifier_.astype(np.float64)
+
+    def concept_scores(self, X) -> np.ndarray:
+        """Concept scores s (N, Q): cosine of each embedding with each direction."""
+        return self.concept_terms(X)[0]
+
+    def gates(self, X) -> np.ndarray:
+        """Gates g (N, Q) in (0, 1) at inference (sigmoid, no sampling)."""
+        return self.concept_terms(X)[1]
+
+    def contributions(self, X) -> np.ndarray:
+        """Per-image, per-concept contributions ``s * g * w`` (N, Q) to the logit."""
+        return self.concept_terms(X)[2]
+
+    @property
+    def bias_(self) -> float:
+        """The classifier bias: the logit is ``contributions.sum(1) + bias_``."""
+        check_is_fitted(self, "W_concepts_")
+        return self.b_classifier_
+
+    def _logits(self, X) -> np.ndarray:
+        return self.contributions(X).sum(axis=1) + self.b_classifier_
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits (N,), computed as the sum of the contributions plus the bias."""
+        return self._logits(X)
+
+    # -- head protocol: tensors ----------------------------------------------------------
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        """Learned arrays under the released checkpoints' names (without ``model.``)."""
+        check_is_fitted(self, "W_concepts_")
+        return {
+            "text_embeddings": self.directions_,
+            "W_concepts.weight": self.W_concepts_,
+            "W_concepts.bias": self.b_concepts_,
+            "W_classifier.weight": self.w_classifier_[None, :],
+            "W_classifier.bias": np.asarray([self.b_classifier_], dtype=np.float32),
+        }
+
+    def _set_tensors(self, tensors: Mapping[str, np.ndarray]) -> None:
+        missing = [k for k in CONCEPT_TENSOR_KEYS if k not in tensors]
+        if missing:
+            raise ConceptModelError(f"concept model tensors lack {', '.join(missing)}")
+        arrays = {k: np.asarray(tensors[k], dtype=np.float32) for k in CONCEPT_TENSOR_KEYS}
+        directions = arrays["text_embeddings"]
+        if directions.ndim != 2:
+            raise ConceptModelError(
+                f"text_embeddings of shape {directions.shape}, expected (Q, dim)"
+            )
+        self.directions = directions
+        self._set_weights(
+            directions=directions,
+            w_concepts=arrays["W_concepts.weight"],
+            b_concepts=arrays["W_concepts.bias"],
+            w_classifier=arrays["W_classifier.weight"].reshape(-1),
+            b_classifier=arrays["W_classifier.bias"].reshape(-1)[0],
+            names=self._names(directions.shape[0]),
+        )
+
+
+def _tanh_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _auroc(target: torch.Tensor, logits: torch.Tensor) -> float:
+    """AUROC of logits against 0/1 targets (ties count half), without scikit-learn's overhead."""
+    from scipy.stats import rankdata
+
+    y = target.numpy().astype(bool)
+    ranks = rankdata(logits.numpy())
+    pos, neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _concept_hold_out(X: np.ndarray, y01: np.ndarray, fraction: float, seed: int | None):
+    """Stratified (train, val) split for early stopping; val is None when the data are tiny.
+
+    The concept bottleneck has always drawn its hold-out with scikit-learn, the other heads with
+    ``detector.fitting.stratified_holdout``; the two draws differ, and each is kept so that a
+    seed keeps giving the weights it gave (``tests/test_fitting.py``)."""
+    counts = np.bincount(y01.astype(int), minlength=2)
+    if fraction <= 0 or len(y01) < 20 or counts.min() < 2:
+        return X, None, y01, None
+    from sklearn.model_selection import train_test_split
+
+    X_tr, X_va, y_tr, y_va = train_test_split(
+        X, y01, test_size=fraction, stratify=y01, random_state=seed
+    )
+    return X_tr, X_va, y_tr, y_va
+
+
 register_head_type("linear", LinearProbe)
 register_head_type("orthogonal", OrthogonalHead)
+register_head_type("concept", ConceptBottleneck)
 
 
 # -- model cards, saving and loading ---------------------------------------------------------

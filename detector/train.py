@@ -27,7 +27,6 @@ the caller's own); ``train_head`` lets it propagate and saves nothing.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from detector.errors import CueLensError
+from detector.fitting import EpochCallback
 from detector.heads import (
     get_head_type,
     head_hyperparameters,
@@ -67,7 +67,21 @@ class TrainingCancelled(Exception):
     """Raised by an ``epoch_callback`` to stop training; no head is saved."""
 
 
-EpochCallback = Callable[[dict], None]
+HeadInputs = Callable[[object, str, dict], tuple[dict, dict]]
+"""``provider(workspace, backbone_id, params) -> (constructor parameters, card fields)``."""
+
+_HEAD_INPUTS: dict[str, HeadInputs] = {}
+
+
+def register_head_inputs(head_type: str, provider: HeadInputs) -> None:
+    """Let ``train_head`` build what a head type needs beyond its hyperparameters.
+
+    The concept head's directions come from a vocabulary's text: ``concepts.bottleneck``
+    registers its provider here on import (detector's core never imports ``concepts``).
+    ``provider`` takes the caller's ``params`` and returns the head's constructor parameters
+    and extra model card fields.
+    """
+    _HEAD_INPUTS[head_type] = provider
 
 
 # -- data access -----------------------------------------------------------------------------
@@ -140,11 +154,11 @@ def fit_head(
     workspace=None,
     epoch_callback: EpochCallback | None = None,
 ):
-    """A fitted ``linear`` or ``orthogonal`` head on arrays; ``params`` override its
-    hyperparameters (``random_state`` defaults to ``seed``); ``epoch_callback`` goes to
-    ``fit`` (see the module docstring)."""
+    """A fitted head on arrays; ``params`` override its hyperparameters (``random_state``
+    defaults to ``seed``); ``epoch_callback`` goes to ``fit`` (see the module docstring). A
+    concept head needs ``directions`` (and ``concept_names``) among ``params``."""
     params = dict(params or {})
-    if head_type == "concept":
+    if head_type == "concept" and params.get("directions") is None:
         raise TrainError(
             "concept heads are trained on a workspace (they need concept directions): use "
             "train_head(workspace, 'concept') or `python -m detector train --head concept`"
@@ -254,26 +268,21 @@ def train_head(
         validation_source = "none"
     y_tr = _labels(meta_tr)
     y_va = _labels(meta_va) if not meta_va.empty else None
-    extra_card: dict = {}
-    if head_type == "concept":
-        head, extra_card = _train_concept(
-            workspace, backbone_id, train_split, val_split, seed, params, epoch_callback
-        )
-        if meta_va.empty:
-            validation_source = "a share of the training split held out by the concept trainer"
-    else:
-        head = fit_head(
-            head_type,
-            X_tr,
-            y_tr,
-            X_va if y_va is not None else None,
-            y_va,
-            backbone_id=backbone_id,
-            seed=seed,
-            params=params,
-            workspace=workspace,
-            epoch_callback=epoch_callback,
-        )
+    params, extra_card = _head_inputs(workspace, head_type, backbone_id, params)
+    if head_type == "concept" and meta_va.empty:
+        validation_source = "a share of the training split held out by the concept trainer"
+    head = fit_head(
+        head_type,
+        X_tr,
+        y_tr,
+        X_va if y_va is not None else None,
+        y_va,
+        backbone_id=backbone_id,
+        seed=seed,
+        params=params,
+        workspace=workspace,
+        epoch_callback=epoch_callback,
+    )
 
     validation: dict = {"source": validation_source, **label_counts(meta_va)}
     threshold = {"threshold": 0.5, "rule": "0.5 (no validation set)"}
@@ -325,35 +334,19 @@ def train_head(
     return TrainResult(head=head, card=card, path=path, split={"splits": split_info})
 
 
-def _train_concept(
-    workspace, backbone_id, train_split, val_split, seed, params, epoch_callback=None
-):
-    """``concepts.bottleneck.train_concept_model`` (the concept bottleneck's own trainer)."""
-    try:
-        module = importlib.import_module("concepts.bottleneck")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("concepts", "concepts.bottleneck"):
-            raise TrainError(
-                "--head concept needs concepts/bottleneck.py (the concept bottleneck), which is "
-                "not in this checkout"
-            ) from exc
-        raise
-    trainer = getattr(module, "train_concept_model", None)
-    if trainer is None:
-        raise TrainError("concepts.bottleneck has no train_concept_model(); cannot train")
-    extra = {"epoch_callback": epoch_callback} if epoch_callback is not None else {}
-    result = trainer(
-        workspace,
-        backbone_id,
-        train_split=train_split,
-        val_split=val_split,
-        seed=seed,
-        out=None,
-        **extra,
-        **dict(params or {}),
-    )
-    head, card = result if isinstance(result, tuple) else (result, {})
-    return head, dict(card or {})
+def _head_inputs(workspace, head_type, backbone_id, params) -> tuple[dict, dict]:
+    """``params`` completed by the head type's registered provider, and its card fields."""
+    params = dict(params or {})
+    provider = _HEAD_INPUTS.get(head_type)
+    if provider is not None:
+        return provider(workspace, backbone_id, params)
+    if head_type == "concept":
+        raise TrainError(
+            "training a concept head needs concept directions, which concepts/bottleneck.py "
+            "builds from a vocabulary: import concepts.bottleneck before training (the CLI's "
+            "`train --head concept` and the dashboard do)"
+        )
+    return params, {}
 
 
 def _finite(x):
@@ -649,6 +642,7 @@ __all__ = [
     "label_counts",
     "matrix_table",
     "parse_groups",
+    "register_head_inputs",
     "resolve_backbone_id",
     "train_head",
     "transfer_matrix",

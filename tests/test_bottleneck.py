@@ -25,7 +25,6 @@ from concepts.bottleneck import (
 from concepts.directions import compute_directions, concept_directions
 from concepts.importance import class_importance
 from concepts.report import explain_embeddings
-from concepts.scores import ScoresError
 from concepts.synthetic import (
     FakeTextEncoder,
     orthonormal_directions,
@@ -167,7 +166,7 @@ def test_parameters_are_json_and_clone_keeps_the_directions(trained):
 def test_bad_inputs_are_refused(planted):
     with pytest.raises(ConceptModelError, match="needs concept directions"):
         ConceptBottleneck().fit(planted.projected[:50], planted.labels[:50])
-    with pytest.raises(ScoresError, match="projected tap"):
+    with pytest.raises(ConceptModelError, match="projected tap"):
         ConceptBottleneck(random_directions(4, 10)).fit(planted.projected[:50], planted.labels[:50])
     with pytest.raises(ConceptModelError, match="3 concept names for 16"):
         ConceptBottleneck(planted.directions, ["a", "b", "c"]).fit(

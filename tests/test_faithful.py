@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from detector.backbone import stale_reason
-from detector.heads import LinearProbe, OrthogonalHead, make_card, smoothed_targets
+from detector.fitting import smoothed_targets
+from detector.heads import LinearProbe, OrthogonalHead, make_card
 
 OLD_ID = "ViT-L-14-336/openai"
 NEW_ID = "ViT-L-14-336-quickgelu/openai"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from concepts.bottleneck import CONCEPT_RECIPE, ConceptBottleneck
-from detector.heads import HEAD_RECIPE, LinearProbe, OrthogonalHead
+from concepts.bottleneck import ConceptBottleneck
+from detector.heads import CONCEPT_RECIPE, HEAD_RECIPE, LinearProbe, OrthogonalHead
 
 GOLDEN = Path(__file__).parent / "data" / "training_golden.npz"
 DIM, N_CONCEPTS = 16, 6

@@ -3,6 +3,7 @@ with a model card, and refusal of mismatched embeddings."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -222,16 +223,43 @@ def test_head_type_registry(monkeypatch):
     assert get_head_type("custom") is Custom
 
 
-def test_concept_head_type_is_imported_lazily():
-    """Loading the head registry does not import the concept model; asking for it does."""
+def test_concept_heads_load_and_train_without_the_concepts_package():
+    """The concept head's model lives in detector's core: loading, scoring and fitting one
+    imports nothing from concepts/ (its text side: directions from a vocabulary)."""
     code = (
-        "import sys\n"
-        "from detector.heads import get_head_type\n"
-        "assert 'concepts.bottleneck' not in sys.modules, 'imported eagerly'\n"
+        "import sys, tempfile, numpy as np\n"
+        "from detector.heads import get_head_type, load_head, save_head\n"
+        "import detector.train\n"
         "cls = get_head_type('concept')\n"
-        "assert 'concepts.bottleneck' in sys.modules\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, y = rng.normal(size=(40, 8)).astype(np.float32), np.arange(40) % 2\n"
+        "head = cls(np.eye(3, 8, dtype=np.float32), max_epochs=2).fit(X, y)\n"
+        "path = save_head(head, tempfile.mkdtemp() + '/c.safetensors')\n"
+        "again = load_head(path)\n"
+        "assert np.allclose(again.decision_function(X), head.decision_function(X))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'concepts')\n"
+        "assert not loaded, loaded\n"
         "print(cls.head_type, cls.tap)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["concept", "projected"]
+
+
+def test_detector_training_modules_never_import_concepts():
+    """No import of concepts/ in heads, fitting and train, not even inside a function or
+    through importlib (the CLI commands and ui/ may import both)."""
+    for name in ("heads.py", "fitting.py", "train.py"):
+        tree = ast.parse((REPO / "detector" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+                modules = [getattr(node.args[0], "value", "") if node.args else ""]
+            else:
+                continue
+            assert not [m for m in modules if str(m).split(".")[0] == "concepts"], (
+                f"detector/{name}:{node.lineno} imports {modules}"
+            )

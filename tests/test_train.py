@@ -3,14 +3,10 @@ concept dispatch, and cross-generator transfer matrices."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from detector.errors import CueLensError
 from detector.heads import LinearProbe, load_head
 from detector.inference import evaluate_head
 from detector.metrics import sigmoid, threshold_at_fpr
@@ -145,51 +141,44 @@ def test_only_one_class_in_train_is_refused(tmp_path):
         train_head(ws, "linear")
 
 
-def test_concept_training_without_the_module_says_so(tmp_path, monkeypatch):
-    import detector.heads as heads_module
+def test_concept_training_without_its_inputs_says_so(tmp_path, monkeypatch):
+    """detector never imports concepts: without the provider concepts.bottleneck registers,
+    training a concept head stops with a message saying what to import."""
+    import detector.train as train_module
 
-    monkeypatch.setitem(sys.modules, "concepts.bottleneck", None)
-    monkeypatch.setattr(
-        heads_module,
-        "_HEAD_TYPES",
-        {k: v for k, v in heads_module._HEAD_TYPES.items() if k != "concept"},
-    )
+    monkeypatch.setattr(train_module, "_HEAD_INPUTS", {})
     ws = build_workspace(tmp_path / "ws", projected=True)
-    with ws, pytest.raises(CueLensError, match=r"concepts\.bottleneck|concepts/bottleneck"):
+    with ws, pytest.raises(TrainError, match=r"import concepts\.bottleneck"):
         train_head(ws, "concept")
 
 
-def test_concept_training_dispatches_to_the_concept_trainer(tmp_path, monkeypatch):
-    import detector.heads as heads_module
-
-    class StubConcept(LinearProbe):
-        head_type = "concept"
-        tap = "projected"
+def test_concept_training_takes_its_inputs_from_the_registered_provider(tmp_path, monkeypatch):
+    import detector.train as train_module
 
     calls = {}
 
-    def train_concept_model(workspace, backbone_id, *, train_split, val_split, seed, out, **kw):
-        calls.update(backbone_id=backbone_id, train_split=train_split, seed=seed, out=out, kw=kw)
-        meta, X = workspace.dataset(backbone_id, "projected", split=train_split)
-        head = StubConcept(backbone_id=backbone_id, max_epochs=5).fit(X, meta["label"].astype(int))
-        return head, {"vocabulary": {"name": "stub"}, "threshold": 0.5}
+    def provider(workspace, backbone_id, params):
+        calls.update(backbone_id=backbone_id, params=dict(params))
+        params = {k: v for k, v in params.items() if k != "vocabulary"}
+        directions = np.eye(4, 16, dtype=np.float32)
+        card = {"vocabulary": {"name": "stub"}, "templates": ["a {}"], "other": 1}
+        return {**params, "directions": directions, "concept_names": list("abcd")}, card
 
-    stub = types.ModuleType("concepts.bottleneck")
-    stub.train_concept_model = train_concept_model
-    monkeypatch.setitem(sys.modules, "concepts.bottleneck", stub)
-    monkeypatch.setattr(
-        heads_module, "_HEAD_TYPES", {**heads_module._HEAD_TYPES, "concept": StubConcept}
-    )
+    monkeypatch.setattr(train_module, "_HEAD_INPUTS", {"concept": provider})
+    params = {"alpha": 0.1, "max_epochs": 5, "vocabulary": "stub"}
     with build_workspace(tmp_path / "ws", projected=True) as ws:
-        result = train_head(ws, "concept", out="cbm", seed=3, params={"alpha": 0.1})
-    # What the dispatch must carry over (other keyword arguments may be added freely).
-    assert calls["backbone_id"] == BACKBONE and calls["seed"] == 3
-    assert calls["train_split"] == "train"
-    assert calls["kw"].get("alpha") == 0.1
+        result = train_head(ws, "concept", out="cbm", seed=3, params=params)
+    assert calls == {"backbone_id": BACKBONE, "params": params}
+    head = result.head
+    assert (head.alpha, head.random_state, head.n_iter_) == (0.1, 3, 5)
+    assert head.concept_names_ == list("abcd")
+    np.testing.assert_array_equal(head.directions_, np.eye(4, 16))
     assert result.card["tap"] == "projected" and result.card["feature_dim"] == 16
-    assert result.card["vocabulary"] == {"name": "stub"}
+    assert result.card["vocabulary"] == {"name": "stub"} and result.card["templates"] == ["a {}"]
+    assert "other" not in result.card
     assert "validation reals" in result.card["threshold_rule"]
     assert result.path.name == "cbm.safetensors"
+    assert load_head(result.path).concept_names_ == list("abcd")
 
 
 # -- live curves and cancelling -------------------------------------------------------------

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option
 from detector.errors import CueLensError
 
 
 def parse_params(items: list[str] | None) -> dict:
     """``["lr=3e-4", "k=16"]`` -> ``{"lr": 0.0003, "k": 16}`` (JSON values where possible)."""
-    from detector.errors import CueLensError
-
     params = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -81,15 +80,20 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
+    # torch and pyarrow behind these: imported when the command runs, not for `--help`
     from detector.store import Workspace
     from detector.train import train_head
 
     params = parse_params(args.param)
-    if args.vocabulary is not None:
-        if args.head != "concept":
-            raise CueLensError("--vocabulary applies to --head concept only")
-        params["vocabulary"] = args.vocabulary
+    if args.vocabulary is not None and args.head != "concept":
+        raise CueLensError("--vocabulary applies to --head concept only")
+    if args.head == "concept":
+        # Registers the concept head's directions with detector.train (the text side of the
+        # concept head lives in concepts/); loaded only for this head type.
+        import concepts.bottleneck  # noqa: F401
+
+        if args.vocabulary is not None:
+            params["vocabulary"] = args.vocabulary
     with Workspace(args.workspace, create=False) as ws:
         result = train_head(
             ws,
