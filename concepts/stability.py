@@ -329,6 +329,7 @@ def run_stability(
     only): one group of N fits per beta, plus an ``across beta`` group of the first seed's fit
     at every beta. ``params`` go to the trainer for every fit.
     """
+    import concepts.bottleneck  # noqa: F401  (registers the concept head's inputs for train_head)
     from concepts.report import projected_backbone, resolve_directions
     from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
     from detector.heads import get_head_type

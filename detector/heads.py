@@ -1,12 +1,13 @@
-"""Detector heads on frozen CLIP features: linear probe, de-correlated (orthogonal) head, the
-head protocol every head type follows, and saving / loading heads with their model card.
+"""Detector heads on frozen CLIP features: linear probe, de-correlated (orthogonal) head,
+concept bottleneck, the head protocol every head type follows, the paper's training recipes
+(defaults stated once), and saving / loading heads with their model card.
 
 The head protocol
 =================
 
 A *head* maps one feature tap of a frozen backbone to one logit; ``sigmoid(logit)`` is
-P(synthetic). Every head type (``linear`` and ``orthogonal`` here, ``concept`` in
-``concepts/bottleneck.py``) is a class that:
+P(synthetic). Every head type (``linear``, ``orthogonal`` and ``concept``, all here) is a class
+that:
 
 - has class attributes ``head_type: str`` (its registry name) and ``tap: str`` (``"pooled"``
   or ``"projected"``: the embeddings it reads);
@@ -23,14 +24,18 @@ P(synthetic). Every head type (``linear`` and ``orthogonal`` here, ``concept`` i
 - ``to_tensors() -> dict[str, np.ndarray]``: every learned array, float32, by name;
 - classmethod ``from_tensors(tensors, params) -> fitted head``: the inverse, with ``params``
   as returned by ``get_params()`` (unknown keys ignored), ``classes_ = [0, 1]``;
-- registers itself with ``register_head_type(head_type, cls)``. ``get_head_type("concept")``
-  imports ``concepts.bottleneck`` on first use, which registers ``ConceptBottleneck``.
+- registers itself with ``register_head_type(head_type, cls)``.
+
+The concept bottleneck's model lives here so that a saved concept head loads and scores with
+the detector alone; building its directions from a vocabulary's text is ``concepts/``' part
+(``concepts.bottleneck``), and detector's core never imports ``concepts``.
 
 Deriving from ``DetectorHead`` gives the inference half of the contract (validation, the
 backbone check, probabilities, labels) given ``_logits(X) -> (n,) float64``.
 
-Heads trained epoch by epoch take an optional ``epoch_callback`` in ``fit`` (a fit argument,
-not a parameter: it is not part of the model). It is called once after every epoch with
+All three train on one loop, ``detector.fitting.fit_epochs``. They take an optional
+``epoch_callback`` in ``fit`` (a fit argument, not a parameter: it is not part of the model).
+It is called once after every epoch with
 ``{"epoch", "train_loss", "val_loss", "best_epoch"}`` (``val_loss`` None without a
 validation set); an exception it raises stops training and propagates out of ``fit``, which
 is how a caller cancels (``detector.train.TrainingCancelled``). It does not touch any random
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import inspect
 import json
 import math
 import os
@@ -107,12 +113,27 @@ def get_head_type(name: str) -> type:
     return _HEAD_TYPES[name]
 
 
-def _store_params(head, arguments: dict) -> None:
-    """Store a constructor's arguments (``locals()``) as attributes: the scikit-learn rule that
-    ``__init__`` only records its parameters."""
-    for name, value in arguments.items():
-        if name not in ("self", "__class__"):
-            setattr(head, name, value)
+def _keyword_init(defaults: dict, positional: tuple[str, ...] = ()):
+    """A head's ``__init__``: optional ``positional`` parameters (default None), then keyword-only
+    parameters named by ``defaults`` with those defaults; it only stores each argument as an
+    attribute (the scikit-learn rule). Its signature is explicit (``inspect.signature``), which
+    is what ``get_params``, ``clone`` and ``help`` read, so each default is written once, in the
+    recipe constants below."""
+    kind = inspect.Parameter
+    signature = inspect.Signature(
+        [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+        + [kind(name, kind.POSITIONAL_OR_KEYWORD, default=None) for name in positional]
+        + [kind(name, kind.KEYWORD_ONLY, default=value) for name, value in defaults.items()]
+    )
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)  # unknown names: TypeError as usual
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    return __init__
 
 
 # -- the shared inference half of the contract ----------------------------------------------
@@ -262,11 +283,12 @@ PAPER_DEFAULTS = {
     "max_epochs": 200,
     "patience": 5,
     "label_smoothing": 0.1,
-    "k": 8,
-    "lambda_ortho": 0.33,
 }
-"""Hyperparameter defaults of the linear probe and the orthogonal head (the authors' recipe);
-their constructors and :data:`HEAD_RECIPE` read them from here."""
+"""Training defaults of the linear probe and the orthogonal head (the authors' recipe); their
+constructors and :data:`HEAD_RECIPE` read them from here."""
+
+ORTHOGONAL_DEFAULTS = {"k": 8, "lambda_ortho": 0.33}
+"""The orthogonal head's directions and the weight of its de-correlation penalty (the paper's)."""
 
 CONCEPT_DEFAULTS = {
     "alpha": 1e-4,
@@ -282,11 +304,12 @@ CONCEPT_DEFAULTS = {
     "early_stopping": "auroc",
     "label_smoothing": 0.0,
 }
-"""Hyperparameter defaults of the concept bottleneck (the authors' recipe); its constructor and
+"""Training defaults of the concept bottleneck (the authors' recipe); its constructor and
 :data:`CONCEPT_RECIPE` read them from here."""
 
-FIT_DEFAULTS = {"tol": 0.0, "validation_fraction": 0.1, "random_state": 0}
-"""Defaults of every head's early-stopping tolerance, internal hold-out share and seed."""
+FIT_DEFAULTS = {"tol": 0.0, "validation_fraction": 0.1, "random_state": 0, "backbone_id": None}
+"""Defaults every head type shares: early-stopping tolerance, internal hold-out share, seed,
+and the backbone (None = unknown)."""
 
 CLASSIFIER_BIAS_INIT = 0.1  # the concept bottleneck's initial classifier bias (authors' code)
 
@@ -297,12 +320,12 @@ def _short(x: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-_P, _C = PAPER_DEFAULTS, CONCEPT_DEFAULTS
+_P, _O, _C = PAPER_DEFAULTS, ORTHOGONAL_DEFAULTS, CONCEPT_DEFAULTS
 
 HEAD_RECIPE = {
     "label_smoothing": f"{_P['label_smoothing']:g}: targets y (1 - s) + (1 - y) s = "
     f"{_P['label_smoothing']:g} / {1 - _P['label_smoothing']:g}",
-    "loss": f"BCE with logits (+ {_P['lambda_ortho']:g} * ||I - A^T A||_F for the orthogonal head)",
+    "loss": f"BCE with logits (+ {_O['lambda_ortho']:g} * ||I - A^T A||_F for the orthogonal head)",
     "optimizer": f"Adam lr {_short(_P['lr'])}, coupled weight decay {_P['weight_decay']:g}",
     "batch_size": _P["batch_size"],
     "max_epochs": _P["max_epochs"],
@@ -412,6 +435,11 @@ class LinearProbe(_PaperHead):
     initialised like ``nn.Linear``. ``fit(X, y, X_val, y_val)`` uses the given validation set;
     without one it holds out a stratified ``validation_fraction`` of the training data.
 
+    Parameters (keyword-only): ``lr``, ``weight_decay`` (Adam's, coupled), ``batch_size``,
+    ``max_epochs``, ``patience`` and ``tol`` (early stopping), ``label_smoothing``,
+    ``validation_fraction``, ``random_state`` (initialisation, shuffling, hold-out),
+    ``backbone_id``; defaults in :data:`PAPER_DEFAULTS` and :data:`FIT_DEFAULTS`.
+
     Learned: ``coef_`` (d,), ``intercept_`` (float), ``classes_``, ``n_features_in_``,
     ``n_iter_`` (epochs run), ``best_epoch_``, ``loss_curve_``, ``validation_loss_curve_``.
     """
@@ -419,21 +447,7 @@ class LinearProbe(_PaperHead):
     head_type: ClassVar[str] = "linear"
     tap: ClassVar[str] = "pooled"
 
-    def __init__(
-        self,
-        *,
-        lr: float = _P["lr"],
-        weight_decay: float = _P["weight_decay"],
-        batch_size: int = _P["batch_size"],
-        max_epochs: int = _P["max_epochs"],
-        patience: int = _P["patience"],
-        tol: float = FIT_DEFAULTS["tol"],
-        label_smoothing: float = _P["label_smoothing"],
-        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
-        random_state: int | None = FIT_DEFAULTS["random_state"],
-        backbone_id: str | None = None,
-    ):
-        _store_params(self, locals())
+    __init__ = _keyword_init({**PAPER_DEFAULTS, **FIT_DEFAULTS})
 
     def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
         """Train on (X (n, d), y (n,)); optional validation set for early stopping.
@@ -481,30 +495,16 @@ class OrthogonalHead(_PaperHead):
     ``logit = activations @ to_logit_weight_ + to_logit_bias_``. Trained like ``LinearProbe``
     plus ``lambda_ortho * ||I - A^T A||_F`` per batch, where A is the batch's activation
     matrix with each column L2-normalised (so A^T A holds the cosines between directions'
-    activations). The paper uses k = 8, lambda = 0.33 (:data:`PAPER_DEFAULTS`); the direction
+    activations). The paper uses k = 8, lambda = 0.33 (:data:`ORTHOGONAL_DEFAULTS`); the direction
     weights start orthogonal (``torch.nn.init.orthogonal_``), as in the authors' code.
+
+    Parameters: ``k``, ``lambda_ortho``, then those of :class:`LinearProbe`.
     """
 
     head_type: ClassVar[str] = "orthogonal"
     tap: ClassVar[str] = "pooled"
 
-    def __init__(
-        self,
-        *,
-        k: int = _P["k"],
-        lambda_ortho: float = _P["lambda_ortho"],
-        lr: float = _P["lr"],
-        weight_decay: float = _P["weight_decay"],
-        batch_size: int = _P["batch_size"],
-        max_epochs: int = _P["max_epochs"],
-        patience: int = _P["patience"],
-        tol: float = FIT_DEFAULTS["tol"],
-        label_smoothing: float = _P["label_smoothing"],
-        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
-        random_state: int | None = FIT_DEFAULTS["random_state"],
-        backbone_id: str | None = None,
-    ):
-        _store_params(self, locals())
+    __init__ = _keyword_init({**ORTHOGONAL_DEFAULTS, **PAPER_DEFAULTS, **FIT_DEFAULTS})
 
     def fit(self, X, y, X_val=None, y_val=None, epoch_callback: EpochCallback | None = None):
         """Train on (X (n, d), y (n,)); optional validation set for early stopping.
@@ -653,29 +653,9 @@ class ConceptBottleneck(DetectorHead):
     tap: ClassVar[str] = "projected"
     recipe: ClassVar[dict | None] = CONCEPT_RECIPE
 
-    def __init__(
-        self,
-        directions=None,
-        concept_names=None,
-        *,
-        alpha: float = _C["alpha"],
-        beta: float = _C["beta"],
-        temperature: float = _C["temperature"],
-        lr: float = _C["lr"],
-        gate_lr_multiplier: float = _C["gate_lr_multiplier"],
-        weight_decay: float = _C["weight_decay"],
-        gate_weight_decay: float = _C["gate_weight_decay"],
-        batch_size: int = _C["batch_size"],
-        max_epochs: int = _C["max_epochs"],
-        patience: int = _C["patience"],
-        early_stopping: str = _C["early_stopping"],
-        tol: float = FIT_DEFAULTS["tol"],
-        label_smoothing: float = _C["label_smoothing"],
-        validation_fraction: float = FIT_DEFAULTS["validation_fraction"],
-        random_state: int | None = FIT_DEFAULTS["random_state"],
-        backbone_id: str | None = None,
-    ):
-        _store_params(self, locals())
+    __init__ = _keyword_init(
+        {**CONCEPT_DEFAULTS, **FIT_DEFAULTS}, positional=("directions", "concept_names")
+    )
 
     def get_params(self, deep: bool = True) -> dict:
         """Hyperparameters (JSON-ready): every constructor argument except ``directions``."""

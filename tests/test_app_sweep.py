@@ -107,6 +107,7 @@ class Inputs:
 def sweep_source(request, tmp_path_factory) -> Path:
     """The demo home with a de-correlated and a concept-bottleneck head besides the demo's
     linear probe, so the pages are swept with each type of head."""
+    import concepts.bottleneck  # noqa: F401  (lets train_head build concept heads)
     from detector.store import Workspace
     from detector.train import train_head
 

@@ -165,6 +165,7 @@ def test_generators_page_shows_survival(own_home):
 
 
 def test_stability_panel_lists_the_beta_groups(own_home):
+    import concepts.bottleneck  # noqa: F401  (lets train_head build concept heads)
     from concepts.stability import run_stability
     from detector.store import Workspace
     from detector.train import train_head

@@ -74,6 +74,10 @@ def train_head(job: Job, workspace, backbone_id: str, options: dict) -> dict:
 
     head_type = options.pop("head_type")
     name = options.pop("name")
+    if head_type == "concept":
+        # Registers the concept head's directions with detector.train; loads the text side of
+        # concepts (vocabularies, text encoder), needed for this head type only.
+        import concepts.bottleneck  # noqa: F401
     max_epochs = _max_epochs(head_type, options)
     kwargs = {
         "backbone_id": backbone_id,
