@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +16,11 @@ from concepts.directions import concept_directions
 from concepts.synthetic import orthonormal_directions, planted_data, store_planted
 from concepts.vocabulary import load_vocabulary
 from detector.cli import main
-from detector.heads import LinearProbe, make_card, save_head
+from detector.heads import LinearProbe, load_head, make_card, save_head
 from detector.store import Workspace
 
 BACKBONE = "tiny-clip/random"
+REPO = Path(__file__).resolve().parents[1]
 CONCEPTS = [
     "lens_flare",
     "bokeh",
@@ -196,3 +200,24 @@ def test_explain_errors_are_readable(setup, capsys):
     assert "needs a workspace" in capsys.readouterr().err
     assert main(["concepts", "-w", setup["ws"], "--vocabulary", "no-such-vocabulary"]) == 2
     assert "unknown vocabulary" in capsys.readouterr().err
+
+
+def test_train_concept_in_a_fresh_process_matches_the_library_trainer(setup, tmp_path):
+    """``python -m detector train --head concept`` in a fresh interpreter (nothing of concepts/
+    imported beforehand) trains the head ``train_concept_model`` gives for the same seed."""
+    argv = ["train", "-w", setup["ws"], "--head", "concept", "--vocabulary", setup["vocab"]]
+    argv += ["--param", "max_epochs=4", "--seed", "1", "--out", str(tmp_path / "cli_cm"), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "detector", *argv], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    card = json.loads(done.stdout)["card"]
+    assert card["head_type"] == "concept" and card["vocabulary"]["n_concepts"] == len(CONCEPTS)
+    cli = load_head(tmp_path / "cli_cm.safetensors")
+    with Workspace(setup["ws"], create=False) as ws:
+        library, _ = train_concept_model(
+            ws, BACKBONE, vocabulary=setup["vocab"], seed=1, max_epochs=4
+        )
+    assert cli.concept_names_ == library.concept_names_ == CONCEPTS
+    for name, tensor in library.to_tensors().items():
+        np.testing.assert_array_equal(cli.to_tensors()[name], tensor, err_msg=name)
