@@ -3,7 +3,10 @@
 ``train_head`` is what ``python -m detector train`` runs: it makes a seeded split when the
 dataset has none (``detector.splits``), trains on the train split with early stopping on the
 validation split, chooses the decision threshold on the validation reals, evaluates on
-validation, and saves the head with its model card. ``transfer_matrix`` trains one head per
+validation, and saves the head with its model card. Concept heads need directions built from
+a vocabulary's text: ``concepts.bottleneck`` registers their provider with
+:func:`register_head_inputs` when imported (detector's core never imports ``concepts``).
+``transfer_matrix`` trains one head per
 training group and reports mAP (with CIs) on each test group, or leave-one-generator-out.
 
 Group syntax (``--train`` / ``--test`` of ``matrix``), comma-separated tokens:
