@@ -3,7 +3,9 @@
 - ``concepts.vocabulary``: CSV vocabularies of antonym pairs, listed like a registry;
 - ``concepts.directions``: prompt-ensemble text directions, cached per workspace;
 - ``concepts.scores``: cosine of projected embeddings with the directions;
-- ``concepts.bottleneck``: the concept bottleneck detector (head type ``concept``);
+- ``concepts.bottleneck``: the concept bottleneck detector's directions from a vocabulary,
+  its training on a workspace and the released checkpoints (the model itself, head type
+  ``concept``, is ``detector.heads.ConceptBottleneck``, re-exported here);
 - ``concepts.attribution``: exact attributions of the concept model, lasso surrogates with
   their fidelity for the other heads;
 - ``concepts.importance``: importances per class, single-concept AUC per generator, the

@@ -18,8 +18,8 @@ module measures how much, in two layers:
     concept, the share of fits that agree with its majority sign (``sign_agreement``).
 
 - **a workspace runner** (``run_stability``) that retrains a head type N times with the
-  project's own trainers (``detector.train.train_head``, which calls
-  ``concepts.bottleneck.train_concept_model`` for the concept model) on the workspace's
+  project's own trainers (``detector.train.train_head``, with the concept model's directions
+  from ``concepts.bottleneck.concept_training_inputs``) on the workspace's
   stored split, computes each fit's concept importance, and stores the result in the
   workspace (namespace ``stability``), where the dashboard reads it.
 
