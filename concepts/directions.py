@@ -25,6 +25,7 @@ import numpy as np
 
 from concepts.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from detector.errors import CueLensError
+from detector.identity import BackboneRef
 
 DEFAULT_TEMPLATES = (
     "a photograph with {}.",
@@ -210,17 +211,13 @@ def load_text_encoder(backbone_id: str, *, device: str = "auto", precision: str 
     Ids of local files or folders cannot be reloaded from the id alone: pass the model and
     weights explicitly (``detector.backbone.load_backbone``) instead.
     """
-    from detector.backbone import TINY_CLIP, load_backbone, parse_backbone_id
+    from detector.backbone import load_backbone  # torch and the model code: only when asked
 
-    parts = parse_backbone_id(backbone_id)
-    extra = {"interpolation": parts["interpolation"], "draft": parts["draft"]}
-    model, weights = parts["model"], parts["weights"]
-    extra["text_tower"] = True  # loaded for its text tower: keep it from the start
-    if model == TINY_CLIP:
-        return load_backbone(TINY_CLIP, None, device=device, precision=precision, **extra)
-    if not weights or weights.startswith(("file:", "dir:")) or model == "local-dir":
+    ref = BackboneRef.parse(backbone_id)
+    if ref.is_local:
         raise DirectionsUnavailableError(
             f"backbone {backbone_id!r} uses local weights; pass --model and --pretrained "
             f"naming them to compute concept directions"
         )
-    return load_backbone(model, weights, device=device, precision=precision, **extra)
+    # loaded for its text tower: keep it from the start
+    return load_backbone(**ref.load_args(), device=device, precision=precision, text_tower=True)

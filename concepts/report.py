@@ -41,6 +41,7 @@ from concepts.importance import (
 from concepts.scores import ScoresError, concept_scores
 from concepts.vocabulary import DEFAULT_VOCABULARY, Vocabulary, load_vocabulary
 from detector.errors import CueLensError
+from detector.identity import is_demo_id
 
 DEMO_BANNER = "DEMO: random weights, scores are not meaningful"
 EXACT_NOTE = "the concept model explains itself exactly: fidelity 1 by construction"
@@ -140,7 +141,7 @@ class ConceptReport:
 
     @property
     def demo(self) -> bool:
-        return self.backbone_id.startswith("tiny-clip")
+        return is_demo_id(self.backbone_id)
 
     def top_auc(self, top: int | None = None) -> pd.DataFrame:
         """Concepts with the strongest single-concept separation (|AUC - 0.5| on ``all``)."""

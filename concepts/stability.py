@@ -44,6 +44,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
 from detector.errors import CueLensError
+from detector.identity import is_demo_id
 
 NAMESPACE = "stability"
 DEFAULT_TOP_K = 10
@@ -426,7 +427,7 @@ def run_stability(
     doc = {
         "backbone_id": backbone_id,
         "head_type": head_type,
-        "demo": backbone_id.startswith("tiny-clip"),
+        "demo": is_demo_id(backbone_id),
         "vocabulary": {"name": vocab.name, "hash": vocab.hash, "n_concepts": len(names)},
         "seeds": seed_list,
         "betas": betas and [float(b) for b in betas],

@@ -32,6 +32,7 @@ from concepts.importance import REAL, generators_of, group_labels
 from concepts.shift import json_value
 from concepts.stability import DEFAULT_TOP_K, jaccard, spearman_abs, top_k
 from detector.errors import CueLensError
+from detector.identity import is_demo_id
 
 
 class SurvivalError(CueLensError):
@@ -119,7 +120,7 @@ class SurvivalResult:
 
     @property
     def demo(self) -> bool:
-        return self.backbone_id.startswith("tiny-clip")
+        return is_demo_id(self.backbone_id)
 
     def source_top(self) -> list[str]:
         """The source's top-K concepts by |importance|, most important first."""

@@ -44,6 +44,13 @@ import torch
 
 from detector import hashing, paths
 from detector.errors import CueLensError
+from detector.identity import (
+    DEFAULT_INTERPOLATION,
+    LOCAL_DIR_MODEL,
+    RANDOM_WEIGHTS,
+    TINY_CLIP,
+    BackboneRef,
+)
 from detector.precision import PrecisionDecision, cached_decision, choose_cpu_precision, machine_key
 
 ASSETS = paths.assets_dir()
@@ -51,7 +58,6 @@ MODEL_CONFIG_DIR = ASSETS / "models"
 
 DEFAULT_MODEL = "ViT-L-14-336"
 DEFAULT_PRETRAINED = "openai"
-TINY_CLIP = "tiny-clip"
 TINY_CLIP_SEED = 20260212
 LOCAL_DIR_PREFIX = "local-dir:"
 
@@ -59,9 +65,7 @@ LOCAL_DIR_PREFIX = "local-dir:"
 # crop, CLIP mean/std. The released heads only reproduce with it.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-DEFAULT_INTERPOLATION = "bilinear"
 QUICKGELU_SUFFIX = "-quickgelu"
-DRAFT_OPTION = "draft"
 
 
 class WeightsUnavailableError(CueLensError):
@@ -593,25 +597,6 @@ def _quiet_create(model: str):
         root.setLevel(level)
 
 
-def parse_backbone_id(backbone_id: str) -> dict:
-    """The parts of a backbone id: ``model``, ``weights``, ``interpolation``, ``draft``.
-
-    Ids are ``MODEL/WEIGHTS`` plus an optional ``@`` suffix of ``+``-joined options:
-    ``bicubic`` (resize interpolation) and ``draft`` (reduced-scale JPEG decoding), e.g.
-    ``ViT-L-14-336-quickgelu/openai@draft``.
-    """
-    base, _, options = backbone_id.partition("@")
-    model, _, weights = base.partition("/")
-    opts = [o for o in options.split("+") if o]
-    interpolation = next((o for o in opts if o != DRAFT_OPTION), DEFAULT_INTERPOLATION)
-    return {
-        "model": model,
-        "weights": weights,
-        "interpolation": interpolation,
-        "draft": DRAFT_OPTION in opts,
-    }
-
-
 def stale_reason(backbone_id: str | None) -> str | None:
     """Why embeddings (or heads) under ``backbone_id`` must not be used, or None.
 
@@ -620,11 +605,11 @@ def stale_reason(backbone_id: str | None) -> str | None:
     QuickGELU and decoded large JPEGs at reduced scale. The current code never produces such
     an id, so its embeddings are never mixed with current ones; this says why.
     """
-    if not backbone_id:
+    ref = BackboneRef.try_parse(backbone_id)
+    if ref is None:
         return None
-    parts = parse_backbone_id(backbone_id)
-    model, weights = parts["model"], parts["weights"]
-    if model in (TINY_CLIP, "local-dir") or model.endswith(QUICKGELU_SUFFIX):
+    model, weights = ref.model, ref.weights
+    if model in (TINY_CLIP, LOCAL_DIR_MODEL) or model.endswith(QUICKGELU_SUFFIX):
         return None
     if weights != "openai" and not weights.startswith("file:"):
         return None
@@ -659,23 +644,18 @@ def backbone_id_for(
     """
     _register_local_configs()
     if model == TINY_CLIP:
-        name, weights = TINY_CLIP, "random"
+        name, weights = TINY_CLIP, RANDOM_WEIGHTS
     elif model.startswith(LOCAL_DIR_PREFIX):
         folder = Path(model[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
-        name, weights = "local-dir", "dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        name = LOCAL_DIR_MODEL
+        weights = "dir:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
     elif pretrained and _is_checkpoint_path(pretrained):
         local = Path(pretrained).expanduser()
         name = openai_variant(model, pretrained)
         weights = "file:" + (file_digest(local) if local.is_file() else "missing")
     else:
         name, weights = openai_variant(model, pretrained), pretrained or "none"
-    backbone_id = f"{name}/{weights}"
-    options = [interpolation] if interpolation != DEFAULT_INTERPOLATION else []
-    if draft:
-        options.append(DRAFT_OPTION)
-    if options:
-        backbone_id += "@" + "+".join(options)
-    return backbone_id
+    return BackboneRef(name, weights, interpolation, draft).id
 
 
 def _is_checkpoint_path(pretrained: str) -> bool:
@@ -788,8 +768,8 @@ def load_backbone(
     pooled_dim = visual.ln_post.normalized_shape[0]
     projected_dim = visual.proj.shape[1] if visual.proj is not None else pooled_dim
     backbone_id = backbone_id_for(model, pretrained, interpolation, draft)
-    if weights == "random" and model != TINY_CLIP:
-        backbone_id = f"{model}/random"
+    if weights == RANDOM_WEIGHTS and model != TINY_CLIP:
+        backbone_id = BackboneRef(model, RANDOM_WEIGHTS).id
     return Backbone(
         id=backbone_id,
         model_name=model,

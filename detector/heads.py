@@ -69,6 +69,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from detector.backbone import CLIP_MEAN, CLIP_STD
 from detector.errors import CueLensError
 from detector.fitting import (
     EpochCallback,
@@ -79,6 +80,7 @@ from detector.fitting import (
     stratified_holdout,
     uniform_init,
 )
+from detector.identity import DEFAULT_INTERPOLATION, BackboneRef, is_demo_id
 from detector.metrics import sigmoid
 
 CARD_KEY = "cue_lens_card"
@@ -259,14 +261,8 @@ def same_features(backbone_a: str, backbone_b: str) -> bool:
     """
     if backbone_a == backbone_b:
         return True
-    from detector.backbone import parse_backbone_id
-
-    a, b = parse_backbone_id(backbone_a), parse_backbone_id(backbone_b)
-    return (a["model"], a["weights"], a["interpolation"]) == (
-        b["model"],
-        b["weights"],
-        b["interpolation"],
-    )
+    a, b = BackboneRef.try_parse(backbone_a), BackboneRef.try_parse(backbone_b)
+    return a is not None and b is not None and a.features == b.features
 
 
 def _known_params(cls, params: dict) -> dict:
@@ -949,11 +945,6 @@ register_head_type("concept", ConceptBottleneck)
 # -- model cards, saving and loading ---------------------------------------------------------
 
 
-def is_demo_backbone(backbone_id: str | None) -> bool:
-    """True for the random-weights demo backbone (its scores mean nothing)."""
-    return bool(backbone_id) and str(backbone_id).startswith("tiny-clip")
-
-
 def head_hyperparameters(head) -> dict:
     """The head's parameters as JSON-serialisable values (without ``backbone_id``)."""
     params = head.get_params()
@@ -979,13 +970,13 @@ def make_card(head, **fields) -> dict:
         "threshold_rule": "0.5 (no validation threshold)",
         "preprocessing": default_preprocessing(backbone_id=backbone_id),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "demo": is_demo_backbone(backbone_id),
+        "demo": is_demo_id(backbone_id),
     }
     recipe = getattr(head, "recipe", None)
     if recipe is not None:
         card["recipe"] = dict(recipe)
     card.update(fields)
-    card["demo"] = is_demo_backbone(card.get("backbone_id"))
+    card["demo"] = is_demo_id(card.get("backbone_id"))
     return card
 
 
@@ -998,13 +989,11 @@ def default_preprocessing(
     (bilinear unless the backbone id says ``@bicubic``), centre crop, CLIP mean/std.
     ``image_size`` None = the backbone's own input size; ``@draft`` in the id records
     reduced-scale JPEG decoding."""
-    from detector.backbone import CLIP_MEAN, CLIP_STD, DEFAULT_INTERPOLATION, parse_backbone_id
-
     draft = False
-    if backbone_id:
-        parts = parse_backbone_id(backbone_id)
-        interpolation = interpolation or parts["interpolation"]
-        draft = parts["draft"]
+    ref = BackboneRef.try_parse(backbone_id)
+    if ref is not None:
+        interpolation = interpolation or ref.interpolation
+        draft = ref.draft
     return {
         "decode": "reduced-scale JPEG (draft)" if draft else "full",
         "resize": "shorter side",

@@ -38,6 +38,7 @@ from PIL import Image
 
 from detector.errors import CueLensError
 from detector.heads import head_card
+from detector.identity import BackboneRef
 from detector.metrics import DEFAULT_N_BOOT, evaluate, evaluation_json, sigmoid
 from detector.splits import ensure_splits
 from detector.train import group_keys
@@ -297,23 +298,13 @@ def backbone_spec(backbone_id: str) -> dict:
 
     ``ViT-L-14-336-quickgelu/openai`` -> model ``ViT-L-14-336-quickgelu``, pretrained ``openai``;
     ``tiny-clip/random`` -> ``tiny-clip``; ``@bicubic`` sets the interpolation, ``@draft`` the
-    reduced-scale JPEG decoding (``detector.backbone.parse_backbone_id``). Ids of
+    reduced-scale JPEG decoding (``detector.identity.BackboneRef.load_args``). Ids of
     local files or folders cannot be rebuilt from the id alone (``InferenceError``).
     """
-    from detector.backbone import DEFAULT_INTERPOLATION, parse_backbone_id
-
-    parts = parse_backbone_id(backbone_id)
-    model, weights = parts["model"], parts["weights"]
-    spec = {"model": model, "pretrained": weights or None}
-    if parts["interpolation"] != DEFAULT_INTERPOLATION:
-        spec["interpolation"] = parts["interpolation"]
-    if parts["draft"]:
-        spec["draft"] = True
-    if model == "tiny-clip":
-        spec["pretrained"] = None
-    elif weights.startswith(("file:", "dir:")) or model == "local-dir":
+    ref = BackboneRef.parse(backbone_id)
+    if ref.is_local:
         raise InferenceError(
             f"the head was trained on {backbone_id!r}, loaded from a local file or folder; pass "
             f"--model and --pretrained (or --model local-dir:FOLDER) to load it again"
         )
-    return spec
+    return ref.load_args()

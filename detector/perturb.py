@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from detector.errors import CueLensError
+from detector.identity import BackboneRef, is_demo_id
 from detector.results import list_results, save_result
 
 if TYPE_CHECKING:
@@ -345,7 +346,7 @@ class RobustnessReport:
 
     @property
     def is_demo(self) -> bool:
-        return self.backbone.startswith("tiny-clip")
+        return is_demo_id(self.backbone)
 
     def as_dict(self) -> dict:
         """JSON-ready form (the CLI's ``--json`` output)."""
@@ -534,9 +535,7 @@ def robustness_sweep(
     )
     if not backbone_id:
         raise PerturbationError("the head does not say which backbone it was trained on")
-    from detector.backbone import parse_backbone_id
-
-    if parse_backbone_id(backbone_id)["draft"]:
+    if BackboneRef.parse(backbone_id).draft:
         # Perturbed images are decoded in full (a perturbation acts on the stored pixels); a
         # baseline from reduced-scale decoding would mix two decoders into every delta.
         raise PerturbationError(

@@ -8,6 +8,7 @@ import argparse
 import math
 
 from detector.commands.common import add_json_option, add_workspace_option
+from detector.identity import is_demo_id
 
 
 def register(sub) -> None:
@@ -162,7 +163,7 @@ def _custom(ws, backbone_id: str, args) -> dict:
     result = custom_concept_report(direction, meta, projected=projected)
     return {
         "backbone_id": backbone_id,
-        "demo": backbone_id.startswith("tiny-clip"),
+        "demo": is_demo_id(backbone_id),
         "phrase": args.phrase,
         "against": args.against or vocab.negative[0],
         "n_images": len(meta),

@@ -7,6 +7,7 @@ import argparse
 from detector.cli import print_json
 from detector.commands.common import add_json_option
 from detector.commands.train import add_param_option, parse_params
+from detector.identity import is_demo_id
 from detector.metrics import table_records
 from detector.results import result_key, save_transfer
 from detector.store import Workspace
@@ -51,7 +52,6 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy: training loads torch, and the CLI imports every command for its parser
-    from detector.heads import is_demo_backbone
     from detector.train import matrix_table, resolve_backbone_id, workspace_transfer_matrix
 
     params = parse_params(args.param)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out:
         result.to_csv(args.out, index=False)
-    demo = is_demo_backbone(backbone_id)
+    demo = is_demo_id(backbone_id)
     if args.json:
         print_json(
             {

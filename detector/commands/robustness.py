@@ -85,28 +85,27 @@ def backbone_spec(backbone_id: str) -> tuple[str, str | None, str]:
     ``tiny-clip/random`` and ``MODEL/TAG`` can be rebuilt; ids of local files or folders
     (``file:``, ``dir:``) cannot, and raise ``CueLensError`` asking for --model/--pretrained.
     """
-    from detector.backbone import DEFAULT_INTERPOLATION, TINY_CLIP, parse_backbone_id
     from detector.errors import CueLensError
+    from detector.identity import BackboneRef
 
-    parts = parse_backbone_id(backbone_id)
-    model, weights, interpolation = parts["model"], parts["weights"], parts["interpolation"]
-    if model == TINY_CLIP:
-        return TINY_CLIP, None, interpolation or DEFAULT_INTERPOLATION
-    if not weights or weights.startswith(("file:", "dir:")) or model == "local-dir":
+    ref = BackboneRef.parse(backbone_id)
+    if ref.is_local:
         raise CueLensError(
             f"the head's backbone {backbone_id!r} was loaded from a local file or folder; "
             f"give it with --model MODEL --pretrained FILE (or --model local-dir:FOLDER)"
         )
-    return model, weights, interpolation or DEFAULT_INTERPOLATION
+    args = ref.load_args()
+    return args["model"], args["pretrained"], ref.interpolation
 
 
 def _model_args(args: argparse.Namespace, backbone_id: str) -> tuple[str, str | None, str]:
     """``(model, pretrained, interpolation)``: from --model/--pretrained, else the head's id."""
-    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, parse_backbone_id
+    from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED
+    from detector.identity import BackboneRef
 
     if args.model is not None:
         model, pretrained = args.model, args.pretrained
-        interpolation = parse_backbone_id(backbone_id)["interpolation"]
+        interpolation = BackboneRef.parse(backbone_id).interpolation
         if pretrained is None and model == DEFAULT_MODEL:
             pretrained = DEFAULT_PRETRAINED
         return model, pretrained, interpolation
