@@ -65,6 +65,8 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -1011,8 +1013,6 @@ def save_head(head, path: str | os.PathLike, card: dict | None = None) -> Path:
 
     Returns the path written. The card defaults to ``make_card(head)``.
     """
-    from safetensors.numpy import save_file
-
     check_is_fitted(head)
     classes = np.asarray(head.classes_)
     if classes.tolist() != [0, 1]:
@@ -1048,8 +1048,6 @@ def _json_default(obj):
 
 def read_card(path: str | os.PathLike) -> dict:
     """The model card of a saved head, without loading its tensors."""
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="np") as f:
@@ -1069,18 +1067,12 @@ def read_card(path: str | os.PathLike) -> dict:
 def load_head(path: str | os.PathLike):
     """Load a saved head (``.safetensors`` with card); the card is attached as ``head.card_``.
 
-    Weights-only ``.ckpt`` / ``.pt`` files in the released format are imported through
-    ``detector.released.import_checkpoint``. Never unpickles anything.
+    Only Cue Lens heads: ``detector.catalog.load_head_file`` also imports weights-only
+    checkpoints of the released format. Never unpickles anything.
     """
-    from safetensors.numpy import load_file
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise HeadError(f"{path}: no such head file")
-    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
-        from detector.released import import_checkpoint
-
-        return import_checkpoint(path)
     card = read_card(path)
     try:
         tensors = load_file(str(path))
@@ -1105,114 +1097,3 @@ def load_head(path: str | os.PathLike):
 def head_card(head) -> dict:
     """The model card attached to a loaded head (empty dict for a freshly trained one)."""
     return copy.deepcopy(getattr(head, "card_", None) or {})
-
-
-def workspace_head_path(workspace, name: str) -> Path:
-    """``WS/heads/NAME.safetensors`` for a bare head name."""
-    name = name[: -len(HEAD_SUFFIX)] if name.endswith(HEAD_SUFFIX) else name
-    return Path(workspace.heads_dir) / f"{name}{HEAD_SUFFIX}"
-
-
-def is_bare_name(spec: str) -> bool:
-    """True for a head name without a directory part (``demo`` or ``demo.safetensors``)."""
-    return os.sep not in spec and "/" not in spec and not spec.startswith(".")
-
-
-def resolve_head(spec: str | os.PathLike | None = None, *, workspace=None, cache_dir=None):
-    """Load a head from a file path, a workspace head name, or a released head name.
-
-    Order: an existing file path; ``WS/heads/NAME.safetensors`` when a workspace is given; a
-    released head (``detector.released``; downloaded or taken from the cache). ``None`` means
-    the default released detector (``linear_probe_synthclic``).
-    """
-    from detector import released
-
-    if spec is None:
-        return released.load_released(released.DEFAULT_RELEASED, cache_dir=cache_dir)
-    spec = str(spec)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return load_head(path)
-    if workspace is not None and is_bare_name(spec):
-        candidate = workspace_head_path(workspace, spec)
-        if candidate.is_file():
-            return load_head(candidate)
-    if spec in released.RELEASED_HEADS:
-        return released.load_released(spec, cache_dir=cache_dir)
-    hint = ""
-    if workspace is not None:
-        names = [p.stem for p in sorted(Path(workspace.heads_dir).glob(f"*{HEAD_SUFFIX}"))]
-        hint = f"; workspace heads: {', '.join(names) or 'none'}"
-    raise HeadError(
-        f"head {spec!r} not found: not a file, not a workspace head, not a released head "
-        f"(released: {', '.join(released.RELEASED_HEADS)}){hint}. "
-        f"See `python -m detector heads`."
-    )
-
-
-def list_workspace_heads(workspace) -> list[dict]:
-    """Cards of the heads saved in ``WS/heads`` (unreadable files are listed with an error)."""
-    rows = []
-    heads_dir = Path(workspace.heads_dir)
-    for path in sorted(heads_dir.glob(f"*{HEAD_SUFFIX}")) if heads_dir.is_dir() else []:
-        try:
-            card = read_card(path)
-            error = None
-        except HeadError as exc:
-            card, error = {}, str(exc)
-        rows.append(
-            {
-                "name": path.stem,
-                "kind": "workspace",
-                "head_type": card.get("head_type"),
-                "backbone_id": card.get("backbone_id"),
-                "tap": card.get("tap"),
-                "feature_dim": card.get("feature_dim"),
-                "training_data": _training_label(card),
-                "threshold": card.get("threshold"),
-                "demo": bool(card.get("demo")),
-                "created": card.get("created"),
-                "available": error is None,
-                "location": str(path),
-                "error": error,
-            }
-        )
-    return rows
-
-
-def _training_label(card: dict) -> str | None:
-    training = card.get("training") or {}
-    if not training:
-        return card.get("training_data")
-    gens = training.get("train_counts", {}).get("by_generator", {})
-    ws = training.get("workspace")
-    split = training.get("train_split")
-    parts = [f"{Path(ws).name}:{split}" if ws else None, "+".join(sorted(gens)) or None]
-    return " ".join(p for p in parts if p) or None
-
-
-def list_heads(workspace=None, *, cache_dir=None):
-    """Released heads (cached or not) and the workspace's heads as one DataFrame."""
-    import pandas as pd
-
-    from detector import released
-
-    rows = released.released_rows(cache_dir=cache_dir)
-    if workspace is not None:
-        rows += list_workspace_heads(workspace)
-    return pd.DataFrame(rows)
-
-
-def find_workspace_head(workspace, backbone_id: str, head_type: str | None = None):
-    """The newest workspace head trained on ``backbone_id`` (optionally of ``head_type``)."""
-    rows = [
-        r
-        for r in list_workspace_heads(workspace)
-        if r["available"]
-        and r["backbone_id"] == backbone_id
-        and (head_type is None or r["head_type"] == head_type)
-    ]
-    if not rows:
-        return None
-    newest = max(rows, key=lambda r: (r["created"] or "", r["name"]))
-    return load_head(newest["location"])

@@ -20,6 +20,7 @@ payload runs.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -46,6 +47,7 @@ URL_TEMPLATE = "https://raw.githubusercontent.com/{repo}/{commit}/{folder}/{file
 BACKBONE_ID = "ViT-L-14-336-quickgelu/openai"  # OpenAI weights run with QuickGELU
 DEFAULT_RELEASED = "linear_probe_synthclic"
 RELEASED_VOCABULARY = "antonyms"  # the concept vocabulary released with the cm_antonyms heads
+RELEASED_ID_COLUMN = "attribute_name"  # the column of antonyms.csv naming each concept
 LICENCE = "MIT"
 PAPER = (
     'Willi, Mathys, Graber, "Synthetic Image Detection with CLIP: Understanding and Assessing '
@@ -441,8 +443,6 @@ def _concept_names(n_concepts: int, beside: Path | None = None) -> tuple[dict, s
     SHA-256, and a copy that does not is passed over for the next source. When no source
     gives it, the concepts keep positional names ``concept_<i>`` and the note says why.
     """
-    from concepts.vocabulary import load_vocabulary
-
     record = get_released(RELEASED_VOCABULARY)
     local = beside / record.file if beside is not None else None
     sources = []
@@ -452,15 +452,30 @@ def _concept_names(n_concepts: int, beside: Path | None = None) -> tuple[dict, s
     problems = []
     for source in sources:
         try:
-            csv = source()
-            ids = list(load_vocabulary(csv).ids)
-        except (CueLensError, OSError) as exc:
+            csv_path = source()
+            ids = released_concept_ids(csv_path)
+        except (CueLensError, OSError, UnicodeDecodeError) as exc:
             problems.append(str(exc).splitlines()[0])
             continue
         if len(ids) == n_concepts:
-            return {"concept_names": ids}, f"{csv} (released vocabulary, SHA-256 verified)"
-        problems.append(f"{csv}: {len(ids)} concepts, the checkpoint has {n_concepts}")
+            return {"concept_names": ids}, f"{csv_path} (released vocabulary, SHA-256 verified)"
+        problems.append(f"{csv_path}: {len(ids)} concepts, the checkpoint has {n_concepts}")
     return {}, "positional (concept_<i>): " + " | ".join(problems)
+
+
+def released_concept_ids(path: str | os.PathLike) -> list[str]:
+    """The concept ids of the released ``antonyms.csv`` (its ``attribute_name`` column), in
+    file order. The file is read as data, pinned by SHA-256 like the heads; the concept
+    package's vocabulary loader reads the same file with every check."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if RELEASED_ID_COLUMN not in (reader.fieldnames or []):
+            raise ReleasedHeadError(f"{path}: no {RELEASED_ID_COLUMN!r} column")
+        return [
+            row[RELEASED_ID_COLUMN].strip()
+            for row in reader
+            if (row.get(RELEASED_ID_COLUMN) or "").strip()
+        ]
 
 
 def load_released(
@@ -475,29 +490,3 @@ def load_released(
     path = fetch_released(name, cache_dir=cache_dir, local_path=local_path, download=download)
     head = import_checkpoint(path, record=record, backbone_id=record.backbone_id)
     return head
-
-
-def released_rows(cache_dir: str | os.PathLike | None = None) -> list[dict]:
-    """One row per released head for listings (``available``: found locally right now)."""
-    rows = []
-    for record in RELEASED_HEADS.values():
-        local = cached_path(record.name, cache_dir)
-        rows.append(
-            {
-                "name": record.name,
-                "kind": "released",
-                "head_type": record.head_type,
-                "backbone_id": record.backbone_id,
-                "tap": record.tap,
-                "feature_dim": record.feature_dim,
-                "training_data": record.training_data,
-                "threshold": 0.5,
-                "demo": False,
-                "created": None,
-                "available": local is not None,
-                "location": str(local) if local else record.url,
-                "error": None,
-                "default": record.name == DEFAULT_RELEASED,
-            }
-        )
-    return rows

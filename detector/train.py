@@ -38,15 +38,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from detector.catalog import is_bare_name, workspace_head_path
 from detector.errors import CueLensError
 from detector.fitting import EpochCallback
 from detector.heads import (
     get_head_type,
     head_hyperparameters,
-    is_bare_name,
     make_card,
     save_head,
-    workspace_head_path,
 )
 from detector.metrics import (
     DEFAULT_N_BOOT,

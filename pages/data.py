@@ -424,7 +424,7 @@ def heads() -> None:
                 "source": [h.kind for h in options],
                 "type": [h.head_type for h in options],
                 "backbone": [h.backbone_id for h in options],
-                "usable now": [h.compatible(ctx.backbone_id) and h.available for h in options],
+                "usable now": [h.compatible(ctx.backbone_id) and h.usable for h in options],
                 "note": [h.note for h in options],
             }
         )

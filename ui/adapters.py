@@ -7,127 +7,37 @@ an adapter stands in for a library function that does not exist yet, its docstri
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from concepts.attribution import head_fingerprint
 from detector import audit as audit_wording
+from detector import catalog
+from detector.catalog import HeadEntry
+from detector.heads import head_card as library_card
 from ui import resources
-from ui.context import HeadOption
-
-IMPORTED_DIR = "imported"  # WS/heads/imported: head files imported through the Data page
-HEAD_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
-
 
 # -- heads -----------------------------------------------------------------------------------
 
-
-def imported_dir(workspace) -> Path:
-    """Where the Data page stores imported head files of a workspace."""
-    return Path(workspace.heads_dir) / IMPORTED_DIR
+save_imported_head = catalog.save_imported_head  # the Data page's import of a head file
 
 
-@st.cache_data(show_spinner=False, ttl=30)
-def _released_rows() -> list[dict]:
-    from detector.released import released_rows
-
-    return released_rows()
-
-
-def head_options(workspace, backbone_id: str) -> list[HeadOption]:
-    """Released heads, the workspace's trained heads and its imported files, in that order."""
-    from detector.heads import list_workspace_heads, read_card
-
-    options: list[HeadOption] = []
-    for row in _released_rows():
-        options.append(
-            HeadOption(
-                key=f"released:{row['name']}",
-                kind="released",
-                name=row["name"],
-                location=row["location"],
-                backbone_id=row.get("backbone_id"),
-                head_type=row.get("head_type"),
-                tap=row.get("tap"),
-                training_data=row.get("training_data"),
-                available=True,  # downloadable; a failed fetch is reported when chosen
-                note="default" if row.get("default") else ("cached" if row["available"] else ""),
-            )
-        )
-    for row in list_workspace_heads(workspace):
-        options.append(
-            HeadOption(
-                key=f"workspace:{row['name']}",
-                kind="workspace",
-                name=row["name"],
-                location=row["location"],
-                backbone_id=row.get("backbone_id"),
-                head_type=row.get("head_type"),
-                tap=row.get("tap"),
-                training_data=row.get("training_data"),
-                available=bool(row.get("available")),
-                demo=bool(row.get("demo")),
-                note=row.get("error") or "",
-            )
-        )
-    folder = imported_dir(workspace)
-    files = (
-        sorted(
-            p
-            for p in folder.iterdir()
-            if p.suffix in HEAD_FILE_SUFFIXES and not p.name.startswith(".")
-        )
-        if folder.is_dir()
-        else []
-    )
-    for path in files:
-        card, note = {}, ""
-        if path.suffix == ".safetensors":
-            try:
-                card = read_card(path)
-            except Exception as exc:  # listed with its problem instead of hidden
-                note = str(exc)
-        options.append(
-            HeadOption(
-                key=f"imported:{path.name}",
-                kind="imported",
-                name=path.name,
-                location=str(path),
-                # released-format checkpoints carry no card: they are heads for
-                # ViT-L-14-336-quickgelu/openai
-                backbone_id=card.get("backbone_id") if card else _released_backbone(path),
-                head_type=card.get("head_type"),
-                tap=card.get("tap"),
-                available=not note,
-                demo=bool(card.get("demo")),
-                note=note,
-            )
-        )
-    return options
+def head_options(workspace) -> list[HeadEntry]:
+    """The head picker's entries: ``detector.catalog.list_heads`` (released heads, then the
+    workspace's trained heads and its imported files), the same listing as the CLI's."""
+    return catalog.list_heads(workspace)
 
 
-def _released_backbone(path: Path) -> str | None:
-    if path.suffix == ".safetensors":
-        return None
-    from detector.released import BACKBONE_ID
-
-    return BACKBONE_ID
-
-
-def load_head_option(option: HeadOption):
-    """The loaded head of a sidebar option (cached by file hash; released ones by name)."""
+def load_head_option(option: HeadEntry):
+    """The loaded head of a picker entry (cached by file hash; released ones by name)."""
     if option.kind == "released":
         return resources.released_head(option.name)
     return resources.head(option.location)
 
 
-def head_card(head, option: HeadOption | None = None) -> dict:
+def head_card(head, option: HeadEntry | None = None) -> dict:
     """The model card of a loaded head (released heads get theirs from the import)."""
-    from detector.heads import head_card as library_card
-
     card = library_card(head)
     if option is not None:
         card.setdefault("name", option.name)
@@ -137,33 +47,7 @@ def head_card(head, option: HeadOption | None = None) -> dict:
 
 def head_key(head) -> str:
     """A stable id of a loaded head's weights (for cache keys)."""
-    from concepts.attribution import head_fingerprint
-
     return head_fingerprint(head)
-
-
-def save_imported_head(workspace, name: str, data: bytes) -> Path:
-    """Store an uploaded head file under WS/heads/imported after checking that it loads.
-
-    Raises the library's ``HeadError`` (a readable message) when the file is not a head.
-    """
-    from detector.heads import HeadError, load_head
-
-    safe = Path(name).name
-    if Path(safe).suffix not in HEAD_FILE_SUFFIXES:
-        raise HeadError(f"{safe}: not a head file (expected {', '.join(HEAD_FILE_SUFFIXES)})")
-    folder = imported_dir(workspace)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".import-{os.getpid()}-{safe}"  # keeps the suffix the loader dispatches on
-    tmp.write_bytes(data)
-    try:
-        load_head(tmp)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    target = folder / safe
-    os.replace(tmp, target)
-    return target
 
 
 # -- workspace tables ------------------------------------------------------------------------

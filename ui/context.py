@@ -20,44 +20,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from detector.backbone import backbone_id_for
+from detector.backbone import DEFAULT_MODEL, backbone_id_for
+from detector.catalog import HeadEntry
 from detector.paths import default_workspace_dir
-from ui import resources
+from ui import adapters, resources
 from ui.settings import DEMO_SPEC, BackboneSpec, default_backbone_spec, offline
 
 KEY_BACKBONE = "cl_backbone_request"  # BackboneSpec chosen in the sidebar (None: default)
 KEY_WORKSPACE = "cl_workspace_path"  # str chosen in the sidebar (None: the mode's default)
-KEY_HEAD = "cl_head_key"  # HeadOption.key chosen in the sidebar
+KEY_HEAD = "cl_head_key"  # HeadEntry.key chosen in the sidebar
 _CTX = "cl_context"
 _URL_READ = "cl_url_read"  # the session has taken its workspace and head from the URL
 URL_WORKSPACE, URL_HEAD = "workspace", "head"  # query parameters: a reload keeps the view
 RECENT_FILE = "recent_workspaces.json"  # in the Cue Lens home
 RECENT_MAX = 8
-
-
-@dataclass
-class HeadOption:
-    """One detector the sidebar offers (released, workspace or imported)."""
-
-    key: str
-    kind: str  # released | workspace | imported
-    name: str
-    location: str
-    backbone_id: str | None
-    head_type: str | None = None
-    tap: str | None = None
-    training_data: str | None = None
-    available: bool = True
-    demo: bool = False
-    note: str = ""
-
-    def compatible(self, backbone_id: str) -> bool:
-        return self.backbone_id in (None, backbone_id)
-
-    @property
-    def label(self) -> str:
-        kind = {"released": "released", "workspace": "workspace", "imported": "imported"}
-        return f"{self.name} · {kind.get(self.kind, self.kind)}"
 
 
 @dataclass
@@ -72,8 +48,8 @@ class AppContext:
     weights_message: str
     workspace_path: Path
     demo_info: object | None = None
-    heads: list[HeadOption] = field(default_factory=list)
-    head_option: HeadOption | None = None
+    heads: list[HeadEntry] = field(default_factory=list)
+    head_option: HeadEntry | None = None
     problems: list[str] = field(default_factory=list)
 
     def workspace(self):
@@ -89,8 +65,6 @@ class AppContext:
 
     def head(self):
         """The selected detector head (loaded once per file hash), or None."""
-        from ui import adapters
-
         if self.head_option is None:
             return None
         return adapters.load_head_option(self.head_option)
@@ -240,8 +214,6 @@ def resolve(on_demo=None) -> AppContext:
     ``on_demo()`` is called as soon as demo mode is known, before the demo is prepared (the
     frame draws the DEMO banner then, so it is on screen while the progress bar runs).
     """
-    from detector.backbone import DEFAULT_MODEL
-
     problems: list[str] = []
     _read_url(problems)
     requested = st.session_state.get(KEY_BACKBONE) or default_backbone_spec()
@@ -284,17 +256,15 @@ def resolve(on_demo=None) -> AppContext:
         demo_info=info,
         problems=problems,
     )
-    from ui import adapters
-
-    ctx.heads = adapters.head_options(ctx.workspace(), ctx.backbone_id)
+    ctx.heads = adapters.head_options(ctx.workspace())
     ctx.head_option = _pick_head(ctx)
     _write_url(ctx)
     st.session_state[_CTX] = ctx
     return ctx
 
 
-def _pick_head(ctx: AppContext) -> HeadOption | None:
-    usable = [h for h in ctx.heads if h.compatible(ctx.backbone_id) and h.available]
+def _pick_head(ctx: AppContext) -> HeadEntry | None:
+    usable = [h for h in ctx.heads if h.compatible(ctx.backbone_id) and h.usable]
     by_key = {h.key: h for h in usable}
     chosen = st.session_state.get(KEY_HEAD)
     if chosen in by_key:

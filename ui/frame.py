@@ -306,7 +306,7 @@ def _backbone_form(ctx: AppContext) -> None:
 
 def _detector_panel(ctx: AppContext) -> None:
     st.markdown("**Detector**")
-    usable = [h for h in ctx.heads if h.compatible(ctx.backbone_id) and h.available]
+    usable = [h for h in ctx.heads if h.compatible(ctx.backbone_id) and h.usable]
     others = [h for h in ctx.heads if not h.compatible(ctx.backbone_id)]
     if not usable:
         st.caption(

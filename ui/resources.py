@@ -304,9 +304,9 @@ def head_digest(path: str | os.PathLike) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _head(path: str, digest: str):
-    from detector.heads import load_head
+    from detector.catalog import load_head_file
 
-    return load_head(path)
+    return load_head_file(path)
 
 
 def head(path: str | os.PathLike):

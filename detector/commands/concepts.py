@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     with Workspace(args.workspace, create=False) as ws:
         head = None
         if args.head:
-            from detector.heads import resolve_head
+            from detector.catalog import resolve_head
 
             head = resolve_head(args.head, workspace=ws)
         vocabulary = args.vocabulary or card_vocabulary(head) or DEFAULT_VOCABULARY

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from detector.cli import print_json
-    from detector.heads import resolve_head
+    from detector.catalog import resolve_head
     from detector.inference import evaluate_head
     from detector.store import Workspace
 

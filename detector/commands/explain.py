@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     # lazy: the analysis flow and the heads load torch, and the CLI imports every command for
     # its parser
     from detector.analysis import analyse_bytes, read_files
-    from detector.heads import resolve_head
+    from detector.catalog import resolve_head
 
     ws = Workspace(args.workspace, create=False) if args.workspace else None
     try:

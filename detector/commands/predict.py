@@ -20,7 +20,7 @@ def register(sub) -> None:
         "'inconclusive' inside it; the band is the head's validation threshold +- --band in "
         "logit units. Without --head: the released linear_probe_synthclic on "
         "ViT-L-14-336-quickgelu/openai "
-        "(with --model tiny-clip: the newest tiny-clip head of --workspace).",
+        "(with another --model: the newest head of --workspace trained on that backbone).",
     )
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument(
@@ -48,9 +48,9 @@ def register(sub) -> None:
 
 
 def _choose_head(args, ws):
-    from detector.backbone import TINY_CLIP
+    from detector.backbone import backbone_id_for
+    from detector.catalog import find_workspace_head, resolve_head
     from detector.errors import CueLensError
-    from detector.heads import find_workspace_head, resolve_head
 
     if args.head:
         return resolve_head(args.head, workspace=ws)
@@ -61,12 +61,12 @@ def _choose_head(args, ws):
                 f"--workspace WS holding one (the released heads need "
                 f"ViT-L-14-336-quickgelu/openai)"
             )
-        backbone_id = "tiny-clip/random" if args.model == TINY_CLIP else None
-        head = find_workspace_head(ws, backbone_id) if backbone_id else None
+        backbone_id = backbone_id_for(args.model, args.pretrained)
+        head = find_workspace_head(ws, backbone_id)
         if head is None:
             raise CueLensError(
-                f"no head for --model {args.model} in {ws.path}; train one with "
-                f"`python -m detector train --workspace {ws.path}` or pass --head"
+                f"no head for {backbone_id} (--model {args.model}) in {ws.path}; train one "
+                f"with `python -m detector train --workspace {ws.path}` or pass --head"
             )
         return head
     return resolve_head(None, workspace=ws)

@@ -149,7 +149,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # lazy: heads and the sweep load torch, and the CLI imports every command for its parser
-    from detector.heads import resolve_head
+    from detector.catalog import resolve_head
     from detector.perturb import robustness_sweep
 
     workspace = Workspace(args.workspace, create=False)

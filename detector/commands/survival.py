@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from concepts.survival import workspace_survival
     from detector.cli import print_json
     from detector.commands.concepts import card_vocabulary
-    from detector.heads import resolve_head
+    from detector.catalog import resolve_head
     from detector.store import Workspace
 
     with Workspace(args.workspace, create=False) as ws:
