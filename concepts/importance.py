@@ -19,23 +19,13 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from concepts.scores import concept_scores
-
-REAL = "real"
-UNKNOWN_GENERATOR = "unknown"
+from detector.groups import REAL, image_groups
 
 
 def group_labels(meta: pd.DataFrame) -> np.ndarray:
     """Group of each image: ``real`` for label 0, its generator (or ``unknown``) for label 1,
-    ``None`` for unlabelled images."""
-    labels = meta["label"].to_numpy(dtype="float64", na_value=np.nan)
-    if "generator" in meta:
-        gens = meta["generator"].astype("object")
-        gens = gens.where(gens.notna() & (gens != ""), UNKNOWN_GENERATOR).astype(str).to_numpy()
-    else:
-        gens = np.full(len(meta), UNKNOWN_GENERATOR)
-    out = np.where(labels == 0, REAL, gens).astype(object)
-    out[np.isnan(labels)] = None
-    return out
+    ``None`` for unlabelled images (``detector.groups.image_groups``)."""
+    return image_groups(meta)
 
 
 def generators_of(meta: pd.DataFrame | np.ndarray) -> list[str]:

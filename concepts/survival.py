@@ -32,6 +32,7 @@ from concepts.importance import REAL, generators_of, group_labels
 from concepts.shift import json_value
 from concepts.stability import DEFAULT_TOP_K, jaccard, spearman_abs, top_k
 from detector.errors import CueLensError
+from detector.groups import pairing_groups
 from detector.identity import is_demo_id
 
 
@@ -237,7 +238,6 @@ def workspace_survival(
     from concepts.scores import concept_scores
     from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
     from detector.metrics import MetricsError, per_generator_ap
-    from detector.train import group_keys
 
     vocab = load_vocabulary(vocabulary or DEFAULT_VOCABULARY)
     backbone_id = projected_backbone(workspace, backbone_id, head)
@@ -290,7 +290,7 @@ def workspace_survival(
     sub = meta[split_mask].reset_index(drop=True)
     ap = {}
     try:
-        group = group_keys(sub) if pairing == "matched" else None
+        group = pairing_groups(sub) if pairing == "matched" else None
         table = per_generator_ap(
             y[split_mask],
             logits[split_mask],

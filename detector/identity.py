@@ -64,7 +64,9 @@ class BackboneRef:
     def parse(cls, backbone_id: str) -> BackboneRef:
         """The ref of an id; ``BackboneIdError`` naming the id when it is not one."""
         if not isinstance(backbone_id, str) or not backbone_id:
-            raise BackboneIdError(f"backbone id {backbone_id!r}: expected 'MODEL/WEIGHTS[@OPTIONS]'")
+            raise BackboneIdError(
+                f"backbone id {backbone_id!r}: expected 'MODEL/WEIGHTS[@OPTIONS]'"
+            )
         base, at, options = backbone_id.partition("@")
         model, slash, weights = base.partition("/")
         opts = options.split("+") if at else []

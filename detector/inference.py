@@ -37,11 +37,11 @@ import pandas as pd
 from PIL import Image
 
 from detector.errors import CueLensError
+from detector.groups import pairing_groups
 from detector.heads import head_card
 from detector.identity import BackboneRef
 from detector.metrics import DEFAULT_N_BOOT, evaluate, evaluation_json, sigmoid
 from detector.splits import ensure_splits
-from detector.train import group_keys
 
 LIKELY_REAL = "likely real"
 INCONCLUSIVE = "inconclusive"
@@ -232,7 +232,7 @@ def evaluate_head(
         preds["generator"],
         probability=preds["probability"].to_numpy(),
         pairing=pairing,
-        group=group_keys(preds).to_numpy(),
+        group=pairing_groups(preds).to_numpy(),
         threshold=threshold if card.get("released") is not True else None,
         oracle=oracle,
         n_boot=n_boot,

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 
 from detector.errors import CueLensError
+from detector.groups import REAL, UNKNOWN_GENERATOR, fake_generators
 
 PAIRINGS = ("shared", "matched")
-UNKNOWN_GENERATOR = "unknown"
 DEFAULT_TARGET_FPR = 0.05
 DEFAULT_N_BOOT = 1000
 MIN_RELIABLE_GROUP = 5  # images of a class in a group below which a metric gets a caveat
@@ -313,19 +313,6 @@ def _interval(dist: np.ndarray, ci: float) -> tuple[float, float]:
 # -- per-generator AP and the full evaluation ------------------------------------------------
 
 
-def normalise_generators(y, generator) -> np.ndarray:
-    """Generator names as strings; reals get None, unnamed fakes ``unknown``."""
-    y = np.asarray(y)
-    if generator is None:
-        gens = np.full(len(y), None, dtype=object)
-    else:
-        gens = pd.Series(list(generator), dtype=object).where(lambda s: s.notna(), None)
-        gens = gens.map(lambda g: None if g is None or str(g).strip() == "" else str(g))
-        gens = gens.to_numpy(dtype=object)
-    out = np.where(y == 1, np.where(pd.isna(gens), UNKNOWN_GENERATOR, gens), None)
-    return out.astype(object)
-
-
 def small_group_note(n_fake: int, n_real: int, min_n: int = MIN_RELIABLE_GROUP) -> str | None:
     """A caveat for a metric computed on fewer than ``min_n`` fakes or reals, else None.
 
@@ -461,7 +448,7 @@ def evaluate(
     s = _scores(scores, len(y))
     _check_both_classes(y, what)
     p = sigmoid(s) if probability is None else _scores(probability, len(y))
-    gens = normalise_generators(y, generator)
+    gens = fake_generators(y, generator)
     subsets = _generator_subsets(y, gens, pairing, group)
     n_real_all, n_fake_all = int((y == 0).sum()), int((y == 1).sum())
 
@@ -510,7 +497,7 @@ def evaluate(
     point = {k: float(v[0]) for k, v in compute(np.ones((1, len(y)))).items()}
     dists: dict[tuple, list[np.ndarray]] = {k: [] for k in point}
     if n_boot and n_boot > 0:
-        strata = np.where(y == 0, "real", gens).astype(object)
+        strata = np.where(y == 0, REAL, gens).astype(object)
         pair_list = None if pairs is None else list(pairs)
         for w in bootstrap_weights(strata, n_boot, seed, groups=pair_list):
             for k, v in compute(w).items():

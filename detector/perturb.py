@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from detector.errors import CueLensError
+from detector.groups import fake_generators, pairing_groups
 from detector.identity import BackboneRef, is_demo_id
 from detector.results import list_results, save_result
 
@@ -449,13 +450,13 @@ def _evaluate(
     pairing: str,
 ) -> tuple[list[dict], dict]:
     """Per-generator rows and the summary row of one perturbation on aligned (meta, scores)."""
-    from detector.metrics import normalise_generators, per_generator_ap
+    from detector.metrics import per_generator_ap
 
     labels = meta["label"].to_numpy(dtype=int)
-    generators = normalise_generators(labels, meta["generator"])
+    generators = fake_generators(labels, meta["generator"])
     verdict = _verdicts(scores, threshold)
     flips = np.zeros(len(meta), dtype=bool) if clean_verdict is None else verdict != clean_verdict
-    groups = meta["pair_id"].where(meta["pair_id"].notna(), meta["source"]).to_numpy(dtype=object)
+    groups = pairing_groups(meta).to_numpy(dtype=object)
     per_gen = per_generator_ap(labels, scores, generators, pairing=pairing, group=groups, n_boot=0)
     mean = float(per_gen.loc[per_gen["metric"] == "mAP", "value"].iloc[0])
     rows = []

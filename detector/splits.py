@@ -18,11 +18,10 @@ from __future__ import annotations
 import hashlib
 import math
 
-import numpy as np
 import pandas as pd
 
 from detector.errors import CueLensError
-from detector.metrics import UNKNOWN_GENERATOR
+from detector.groups import REAL, image_groups, split_units
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -35,23 +34,9 @@ class SplitError(CueLensError):
 
 
 def strata_of(meta: pd.DataFrame) -> pd.Series:
-    """Stratum per image: ``real`` for label 0, else the generator (``unknown`` if unnamed)."""
-    label = meta["label"].astype("Int64")
-    gen = meta.get("generator", pd.Series([None] * len(meta), index=meta.index))
-    gen = gen.where(gen.notna() & (gen.astype(str).str.strip() != ""), UNKNOWN_GENERATOR)
-    return pd.Series(np.where(label == 0, "real", gen.astype(str)), index=meta.index)
-
-
-def _groups_of(meta: pd.DataFrame) -> pd.Series:
-    pair = meta.get("pair_id")
-    own = "hash:" + meta["hash"].astype(str)
-    if pair is None:
-        return own
-    pair = pair.astype(object)
-    return pd.Series(
-        np.where(pair.notna() & (pair.astype(str) != ""), "pair:" + pair.astype(str), own),
-        index=meta.index,
-    )
+    """Stratum per image: ``real`` for label 0, else the generator (``unknown`` if unnamed);
+    ``detector.groups.image_groups``."""
+    return pd.Series(image_groups(meta), index=meta.index)
 
 
 def _seeded_key(seed: int, text: str) -> str:
@@ -79,10 +64,10 @@ def assign_splits(
         return pd.Series(dtype=object)
     meta = meta.drop_duplicates("hash").reset_index(drop=True)
     strata = strata_of(meta)
-    groups = _groups_of(meta)
+    groups = split_units(meta)
     # a group belongs to the stratum of its first synthetic member (else "real")
     frame = pd.DataFrame({"hash": meta["hash"], "stratum": strata, "group": groups})
-    frame["is_fake"] = frame["stratum"] != "real"
+    frame["is_fake"] = frame["stratum"] != REAL
     group_stratum = (
         frame.sort_values(["is_fake", "stratum"], ascending=[False, True])
         .groupby("group")["stratum"]

@@ -41,6 +41,7 @@ import pandas as pd
 from detector.catalog import is_bare_name, workspace_head_path
 from detector.errors import CueLensError
 from detector.fitting import EpochCallback
+from detector.groups import pairing_groups
 from detector.heads import (
     get_head_type,
     head_hyperparameters,
@@ -127,13 +128,6 @@ def label_counts(meta: pd.DataFrame) -> dict:
             str(k): int(v) for k, v in strata[strata != "real"].value_counts().sort_index().items()
         },
     }
-
-
-def group_keys(meta: pd.DataFrame) -> pd.Series:
-    """Per image the group for ``matched`` pairing: its pair id, else its source."""
-    pair = meta["pair_id"] if "pair_id" in meta else pd.Series(None, index=meta.index)
-    source = meta["source"] if "source" in meta else pd.Series(None, index=meta.index)
-    return pair.where(pair.notna(), source).astype(object)
 
 
 def _labels(meta: pd.DataFrame) -> np.ndarray:
@@ -478,7 +472,7 @@ def transfer_matrix(
         )
     split = meta["split"].to_numpy()
     is_tr, is_va, is_te = split == train_split, split == val_split, split == test_split
-    groups_all = group_keys(meta).to_numpy()
+    groups_all = pairing_groups(meta).to_numpy()
     y = meta["label"].astype(int).to_numpy()
 
     if train_groups == ["loo"]:

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from detector import released
+from detector.catalog import heads_table, load_head_file, resolve_head
 from detector.errors import CueLensError
 from detector.heads import (
     HeadError,
     LinearProbe,
     OrthogonalHead,
-    list_heads,
     load_head,
-    resolve_head,
     save_head,
 )
 from detector.released import (
@@ -210,7 +209,7 @@ def test_code_carrying_files_are_refused_and_never_run(tmp_path, how):
         torch.save(checkpoint, evil)
     else:
         evil.write_bytes(pickle.dumps(checkpoint))
-    for load in (import_checkpoint, load_head, lambda p: resolve_head(str(p))):
+    for load in (import_checkpoint, load_head_file, lambda p: resolve_head(str(p))):
         with pytest.raises(CueLensError, match="refused"):
             load(evil)
     assert not marker.exists()
@@ -257,7 +256,7 @@ def test_resolve_and_list_heads(clip_cues_dir, offline, monkeypatch):
     default = resolve_head(None)
     assert default.card_["name"] == "linear_probe_synthclic"
     assert resolve_head("clip_orthogonal_combined").head_type == "orthogonal"
-    table = list_heads()
+    table = heads_table()
     assert len(table) == 12 and table["available"].all()
     assert table.loc[table["default"] == True, "name"].tolist() == ["linear_probe_synthclic"]  # noqa: E712
 

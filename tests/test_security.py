@@ -141,15 +141,15 @@ class _Payload:
 
 
 def test_checkpoint_with_code_is_refused_and_never_runs(tmp_path):
+    from detector.catalog import load_head_file
     from detector.errors import CueLensError
-    from detector.heads import load_head
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "evil.ckpt"
     state = {"weight": torch.zeros(1, 4), "bias": torch.zeros(1)}
     torch.save({"model_type": "linear", "state_dict": state, "x": _Payload(marker)}, ckpt)
     with pytest.raises(CueLensError, match="refused"):
-        load_head(ckpt)
+        load_head_file(ckpt)
     assert not marker.exists()
 
 

@@ -7,7 +7,6 @@ an adapter stands in for a library function that does not exist yet, its docstri
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -15,6 +14,7 @@ from concepts.attribution import head_fingerprint
 from detector import audit as audit_wording
 from detector import catalog
 from detector.catalog import HeadEntry
+from detector.groups import REAL, UNLABELLED, image_groups
 from detector.heads import head_card as library_card
 from ui import resources
 
@@ -64,12 +64,9 @@ def images_table(workspace) -> pd.DataFrame:
 
 
 def group_of(meta: pd.DataFrame) -> pd.Series:
-    """``real`` for label 0, the generator (or ``unknown``) for label 1, ``unlabelled`` else."""
-    gen = meta["generator"].astype("object").where(meta["generator"].notna(), "unknown")
-    group = pd.Series(
-        np.where(meta["label"].astype("Float64").fillna(-1) == 0, "real", gen), index=meta.index
-    )
-    return group.where(meta["label"].notna(), "unlabelled")
+    """``real`` for label 0, the generator (or ``unknown``) for label 1, ``unlabelled`` else
+    (``detector.groups.image_groups``)."""
+    return pd.Series(image_groups(meta, unlabelled=UNLABELLED), index=meta.index)
 
 
 def counts_by_group_and_split(meta: pd.DataFrame) -> pd.DataFrame:
@@ -82,9 +79,7 @@ def counts_by_group_and_split(meta: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in order if c in table.columns] + [c for c in table.columns if c not in order]
     table = table[cols]
     table["total"] = table.sum(axis=1)
-    rows = (["real"] if "real" in table.index else []) + sorted(
-        r for r in table.index if r != "real"
-    )
+    rows = ([REAL] if REAL in table.index else []) + sorted(r for r in table.index if r != REAL)
     return table.loc[rows].rename_axis(index="group", columns=None)
 
 

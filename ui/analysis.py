@@ -36,6 +36,7 @@ from detector import analysis as flow  # analyse_bytes: the one flow, called by 
 from detector import results as stored_results
 from detector.analysis import NEIGHBOURS as NEIGHBOURS  # the Detect page lays out this many
 from detector.analysis import ImageAnalysis, NeighbourIndex
+from detector.groups import pairing_groups
 from detector.heads import head_card
 from detector.images import ImageDecodeError, decode_image
 from detector.inference import head_threshold, in_sample_counts, score_embeddings
@@ -43,7 +44,6 @@ from detector.metrics import per_generator_ap
 from detector.perturb import stored_robustness
 from detector.provenance import declaration_columns, provenance_summary
 from detector.results import StoredAudit
-from detector.train import group_keys
 from ui import resources
 from ui.adapters import group_of, head_key
 from ui.charts import concept_label
@@ -431,7 +431,7 @@ def _ap_table(_subset, path, hkey, split, pairing, n_boot, gen) -> pd.DataFrame:
         _subset.logit,
         meta["generator"].to_numpy(dtype=object),
         pairing=pairing,
-        group=group_keys(meta).to_numpy(),
+        group=pairing_groups(meta).to_numpy(),
         n_boot=n_boot,
         pairs=meta["pair_id"].to_numpy(dtype=object) if "pair_id" in meta else None,
     )

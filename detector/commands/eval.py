@@ -71,8 +71,8 @@ def _fmt(value, lo=None, hi=None) -> str:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from detector.cli import print_json
     from detector.catalog import resolve_head
+    from detector.cli import print_json
     from detector.inference import evaluate_head
     from detector.store import Workspace
 

@@ -46,9 +46,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from concepts.survival import workspace_survival
+    from detector.catalog import resolve_head
     from detector.cli import print_json
     from detector.commands.concepts import card_vocabulary
-    from detector.catalog import resolve_head
     from detector.store import Workspace
 
     with Workspace(args.workspace, create=False) as ws:
