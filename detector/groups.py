@@ -56,8 +56,8 @@ def image_groups(meta: pd.DataFrame, unlabelled: str | None = None) -> np.ndarra
 
 
 def pairing_groups(meta: pd.DataFrame) -> pd.Series:
-    """Per image the group for ``matched`` pairing: its pair id, else its source (None when
-    it has neither)."""
+    """Per image the group for ``matched`` pairing: its pair id, else its source (missing,
+    NaN or None, when it has neither)."""
     pair = meta["pair_id"] if "pair_id" in meta else pd.Series(None, index=meta.index)
     source = meta["source"] if "source" in meta else pd.Series(None, index=meta.index)
     return pair.where(pair.notna(), source).astype(object)
