@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from detector.errors import CueLensError
+from detector.identity import RANDOM_WEIGHTS, TINY_CLIP, BackboneRef
 from detector.paths import cue_lens_home
 
 DEMO_VERSION = 2  # bump when the dataset changes: an older demo is rebuilt
@@ -300,13 +301,12 @@ def ensure_demo(
     ``progress(step, fraction)`` reports the step being done. A second call finds the state
     record and returns at once without loading anything.
     """
-    from detector.backbone import TINY_CLIP
     from detector.store import Workspace
 
     start = time.perf_counter()
     folder = demo_dir(home)
     data_dir = folder / "data"
-    tiny_id = f"{TINY_CLIP}/random"
+    tiny_id = BackboneRef(TINY_CLIP, RANDOM_WEIGHTS).id
     with Workspace(folder) as ws:
         state = demo_state(ws)
         if _state_is_current(state, folder):
@@ -332,7 +332,6 @@ def _remove_old_demo(folder: Path) -> None:
 
 
 def _build(folder, data_dir, tiny_id, backbone, progress, start) -> DemoInfo:
-    from detector.backbone import TINY_CLIP
     from detector.store import Workspace
 
     with Workspace(folder) as ws:
