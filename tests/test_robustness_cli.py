@@ -71,7 +71,7 @@ def test_json_csv_and_cache(samples_workspace, tmp_path, capsys):
 
 
 def test_a_cli_sweep_shows_on_the_generators_page(samples_workspace, capsys):
-    from detector.heads import resolve_head
+    from detector.catalog import resolve_head
     from detector.store import Workspace
     from ui import analysis
 
