@@ -27,6 +27,8 @@ model, and its id says so: ``ViT-L-14-336-quickgelu/openai``. Ids of earlier Cue
 
 from __future__ import annotations
 
+# open_clip (and torchvision, huggingface_hub) are imported inside the functions that use
+# them: their first import takes seconds, and ids, devices and precision are answered without.
 import contextlib
 import ctypes
 import hashlib
@@ -43,6 +45,7 @@ import numpy as np
 import torch
 
 from detector import hashing, paths
+from detector.convert import hf_cache_hint
 from detector.errors import CueLensError
 from detector.identity import (
     DEFAULT_INTERPOLATION,
@@ -359,8 +362,6 @@ def weights_available(
 def missing_weights_message(model: str, pretrained: str | None, cache_dir: str | None) -> str:
     """The one message a user sees when weights cannot be had."""
     where = cache_dir or os.environ.get("HF_HUB_CACHE") or "~/.cache/huggingface/hub"
-    from detector.convert import hf_cache_hint
-
     snapshot = hf_cache_hint()
     hf = (
         f"  - the authors' transformers copy is in the Hugging Face cache ({snapshot}): convert "

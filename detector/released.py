@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from detector.errors import CueLensError
 from detector.hashing import sha256_file
@@ -295,11 +298,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray]
     Anything that is not a plain weights-only checkpoint (a pickle with code, an unexpected
     layout) raises ``ReleasedHeadError``; the file's payload never runs.
     """
-    import pickle
-    import zipfile
-
-    import torch
-
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
