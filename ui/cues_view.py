@@ -17,6 +17,7 @@ import streamlit as st
 from ui import analysis, cues_charts, resources, views
 from ui.adapters import head_key
 from ui.charts import concept_label
+from ui.job_panel import live_job
 
 RELEASED_BADGE = (
     "Real learned weights: the paper's four released concept models (Willi, Mathys, Graber; "
@@ -186,16 +187,7 @@ def stability_panel(ctx, head) -> None:
         f"Retrains {head_type} heads with seeds 0..N-1 on this workspace's split and compares "
         f"their concepts; the same as `python -m detector stability --head {head_type}`."
     )
-    if job is not None and (job.running or job.status != "done"):
-
-        @st.fragment(run_every=1.0 if job.running else None)
-        def live() -> None:
-            views.job_panel(job, key=f"stability_{job.id}", keeps_work=False)
-            if not job.running and st.session_state.get("stability_seen") != job.id:
-                st.session_state["stability_seen"] = job.id
-                st.rerun(scope="app")
-
-        live()
+    live_job(job, "stability", keeps_work=False, hide_done=True)
     if not stored:
         if not running:
             views.empty_state(

@@ -7,7 +7,7 @@ error. Jobs live in one process-wide :class:`JobRegistry`, so a page change (or 
 the browser tab) finds the job where it is; the library functions they call write each
 finished batch or epoch to the workspace, so a cancelled job keeps what was finished.
 
-No Streamlit import here: pages poll a job and draw it (``ui.views.job_panel``).
+No Streamlit import here: pages poll a job and draw it (``ui.job_panel.live_job``).
 """
 
 from __future__ import annotations

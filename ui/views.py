@@ -1,4 +1,5 @@
-"""Streamlit building blocks shared by the pages: notices, errors, job panels, model cards.
+"""Streamlit building blocks shared by the pages: notices, errors, model cards (job panels:
+``ui.job_panel``).
 
 Each function draws one thing from data it is given; none computes anything a page could not
 compute through the library.
@@ -17,7 +18,6 @@ import streamlit as st
 
 from detector.demo import DEMO_BANNER
 from detector.errors import CueLensError
-from ui.jobs import CANCELLED, DONE, FAILED, Job
 
 log = logging.getLogger("cue_lens.ui")
 INTERNAL_ERROR = "Something went wrong on this page"
@@ -98,33 +98,6 @@ def section_guard():
         yield
     except Exception as exc:
         show_error(exc)
-
-
-def job_panel(job: Job, *, key: str, keeps_work: bool = True) -> None:
-    """A job's progress with a Cancel button, or its outcome once it ended.
-
-    ``keeps_work``: whether Cancel keeps what is finished (extraction, the robustness sweep)
-    or leaves nothing behind (training: no head is saved); the panel says which.
-    """
-    if job.running:
-        st.progress(job.progress or 0.0, text=f"{job.title}: {job.message or 'starting…'}")
-        cols = st.columns([1, 4])
-        if cols[0].button("Cancel", key=f"{key}_cancel", disabled=job.cancel_requested):
-            job.cancel()
-        kept = (
-            "what is finished is kept even if you cancel"
-            if keeps_work
-            else "Cancel stops it and saves nothing"
-        )
-        cols[1].caption(f"{job.elapsed:.0f} s. You can change page: the work goes on; {kept}.")
-        return
-    if job.status == DONE:
-        st.success(f"{job.title}: done in {job.elapsed:.1f} s.", icon=":material/check_circle:")
-    elif job.status == CANCELLED:
-        kept = "finished work was kept" if keeps_work else "nothing was saved"
-        st.info(f"{job.title}: cancelled after {job.elapsed:.0f} s; {kept}.")
-    elif job.status == FAILED:
-        st.error(f"{job.title}: {job.error}", icon=":material/error:")
 
 
 def card_value(value) -> str:
