@@ -85,6 +85,37 @@ def _style(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     return fig
 
 
+def _rows_chart(
+    fig: go.Figure,
+    title: str,
+    x_title: str,
+    rows: int,
+    size: tuple[int, int, int],
+    fidelity: float | None = None,
+    *,
+    zero_line: bool = False,
+) -> go.Figure:
+    """Finish a chart with one horizontal row per item (concepts, generators): the x-axis
+    title, room for long row labels, a height of ``max(least, row_px * rows + extra)`` pixels
+    for ``size = (row_px, least, extra)``; optionally a line at x = 0 and the explanation's
+    fidelity in the title."""
+    if zero_line:
+        fig.add_vline(x=0, line={"color": "#4a5361", "width": 1})
+    if fidelity is not None and np.isfinite(fidelity):
+        title += f" · fidelity {fidelity:.1%}"
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(automargin=True)
+    row_px, least, extra = size
+    return _style(fig, max(least, row_px * rows + extra), title)
+
+
+def _marked_line(fig: go.Figure, x: float, text: str, line: dict, *, y=1.0, **label) -> None:
+    """A vertical line at ``x`` with ``text`` beside it, ``y`` up the plot (0..1);
+    ``label``: where the text sits and its font (plotly annotation settings)."""
+    fig.add_vline(x=x, line=line)
+    fig.add_annotation(x=x, y=y, yref="paper", text=text, showarrow=False, **label)
+
+
 def empty_figure(message: str, height: int = 220) -> go.Figure:
     """A blank chart that says why it is blank (never an empty axis without explanation)."""
     fig = go.Figure()
@@ -215,15 +246,11 @@ def attribution_bar(
             cliponaxis=False,
         )
     )
-    fig.add_vline(x=0, line={"color": "#4a5361", "width": 1})
     reach = max((abs(v) for v in values), default=1.0) or 1.0
     fig.update_xaxes(range=[-1.35 * reach, 1.35 * reach])  # room for the value labels
     heading = title or "Concepts behind the verdict"
-    if fidelity is not None and np.isfinite(fidelity):
-        heading += f" · fidelity {fidelity:.1%}"
-    fig.update_xaxes(title="← real · contribution to the logit · synthetic →")
-    fig.update_yaxes(automargin=True)
-    return _style(fig, max(220, 40 * len(labels) + 90), heading)
+    x_title = "← real · contribution to the logit · synthetic →"
+    return _rows_chart(fig, heading, x_title, len(labels), (40, 220, 90), fidelity, zero_line=True)
 
 
 # -- global concept views --------------------------------------------------------------------
@@ -253,13 +280,9 @@ def concept_weights_bar(
             hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
         )
     )
-    fig.add_vline(x=0, line={"color": "#4a5361", "width": 1})
     title = f"Top {len(df)} concepts by global weight"
-    if fidelity is not None and np.isfinite(fidelity):
-        title += f" · fidelity {fidelity:.1%}"
-    fig.update_xaxes(title="← real · weight · synthetic →")
-    fig.update_yaxes(automargin=True)
-    return _style(fig, max(260, 24 * len(df) + 90), title)
+    x_title = "← real · weight · synthetic →"
+    return _rows_chart(fig, title, x_title, len(df), (24, 260, 90), fidelity, zero_line=True)
 
 
 def usage_by_class(
@@ -293,9 +316,7 @@ def usage_by_class(
             )
         )
     fig.update_layout(barmode="group")
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(automargin=True)
-    return _style(fig, max(260, 30 * len(order) + 100), title)
+    return _rows_chart(fig, title, x_title, len(order), (30, 260, 100))
 
 
 def heatmap(
@@ -420,9 +441,8 @@ def profile_compare(profile: pd.DataFrame, name_a: str, name_b: str, top_k: int 
                 hovertemplate=name + ": %{y} %{x:.3f}<extra></extra>",
             )
         )
-    fig.update_xaxes(title="mean concept score (cosine)")
-    fig.update_yaxes(automargin=True)
-    return _style(fig, max(260, 30 * len(df) + 110), "Where their concept profiles differ most")
+    title = "Where their concept profiles differ most"
+    return _rows_chart(fig, title, "mean concept score (cosine)", len(df), (30, 260, 110))
 
 
 # -- detection quality -----------------------------------------------------------------------
@@ -456,20 +476,17 @@ def ap_bar(table: pd.DataFrame, title: str = "AP per generator (95% CI)") -> go.
     m = table[table["metric"] == "mAP"]
     if not m.empty and np.isfinite(float(m["value"].iloc[0])):
         value = float(m["value"].iloc[0])
-        fig.add_vline(x=value, line={"dash": "dash", "color": "#1d2433", "width": 1.5})
-        fig.add_annotation(
-            x=value,
-            y=1.0,
-            yref="paper",
-            text=f"mAP {value:.3f}",
-            showarrow=False,
+        _marked_line(
+            fig,
+            value,
+            f"mAP {value:.3f}",
+            {"dash": "dash", "color": "#1d2433", "width": 1.5},
             xanchor="right",
             yanchor="bottom",
             font={"size": 12},
         )
-    fig.update_xaxes(title="average precision", range=[0, 1.02])
-    fig.update_yaxes(automargin=True)
-    return _style(fig, max(240, 40 * len(ap) + 110), title)
+    fig.update_xaxes(range=[0, 1.02])
+    return _rows_chart(fig, title, "average precision", len(ap), (40, 240, 110))
 
 
 def _generator_subsets(y: np.ndarray, generator: np.ndarray):
@@ -486,6 +503,24 @@ def _curve_inputs(y, scores, generator):
     return y, scores, generator
 
 
+def _generator_lines(fig: go.Figure, data, curve, hover: str, **line) -> None:
+    """One line per generator: ``curve(labels, scores)`` gives the (x, y) points of its fakes
+    against all reals; ``hover`` follows the generator's name; ``line``: more line style."""
+    y, scores, generator = data
+    for i, (g, mask) in enumerate(_generator_subsets(y, generator)):
+        xs, ys = curve(y[mask], scores[mask])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=g,
+                line={**line, "width": 2, "color": SEQUENCE[i % len(SEQUENCE)]},
+                hovertemplate=g + hover,
+            )
+        )
+
+
 def pr_curves(y, scores, generator) -> go.Figure:
     """Precision-recall curve of each generator's fakes against all reals (shared pairing)."""
     from sklearn.metrics import precision_recall_curve
@@ -494,18 +529,18 @@ def pr_curves(y, scores, generator) -> go.Figure:
     if not ((y == 0).any() and (y == 1).any()):
         return empty_figure("PR curves need both real and synthetic images")
     fig = go.Figure()
-    for i, (g, mask) in enumerate(_generator_subsets(y, generator)):
-        precision, recall, _ = precision_recall_curve(y[mask], scores[mask])
-        fig.add_trace(
-            go.Scatter(
-                x=recall,
-                y=precision,
-                mode="lines",
-                name=g,
-                line={"shape": "hv", "width": 2, "color": SEQUENCE[i % len(SEQUENCE)]},
-                hovertemplate=g + ": recall %{x:.2f}, precision %{y:.2f}<extra></extra>",
-            )
-        )
+
+    def recall_precision(truth, score):
+        precision, recall, _ = precision_recall_curve(truth, score)
+        return recall, precision
+
+    _generator_lines(
+        fig,
+        (y, scores, generator),
+        recall_precision,
+        ": recall %{x:.2f}, precision %{y:.2f}<extra></extra>",
+        shape="hv",
+    )
     fig.update_xaxes(title="recall", range=[0, 1.01])
     fig.update_yaxes(title="precision", range=[0, 1.02])
     return _style(fig, 340, "Precision-recall per generator")
@@ -529,18 +564,12 @@ def roc_curves(y, scores, generator) -> go.Figure:
             hoverinfo="skip",
         )
     )
-    for i, (g, mask) in enumerate(_generator_subsets(y, generator)):
-        fpr, tpr, _ = roc_curve(y[mask], scores[mask])
-        fig.add_trace(
-            go.Scatter(
-                x=fpr,
-                y=tpr,
-                mode="lines",
-                name=g,
-                line={"width": 2, "color": SEQUENCE[i % len(SEQUENCE)]},
-                hovertemplate=g + ": FPR %{x:.2f}, TPR %{y:.2f}<extra></extra>",
-            )
-        )
+    _generator_lines(
+        fig,
+        (y, scores, generator),
+        lambda truth, score: roc_curve(truth, score)[:2],
+        ": FPR %{x:.2f}, TPR %{y:.2f}<extra></extra>",
+    )
     fig.update_xaxes(title="false-positive rate (reals called synthetic)", range=[0, 1])
     fig.update_yaxes(title="true-positive rate", range=[0, 1.02])
     return _style(fig, 340, "ROC per generator")
@@ -577,13 +606,11 @@ def score_overlap(
             )
         )
     if threshold is not None:
-        fig.add_vline(x=threshold, line={"dash": "dash", "color": "#1d2433", "width": 1.5})
-        fig.add_annotation(
-            x=threshold,
-            y=1,
-            yref="paper",
-            text=f"threshold {threshold:.2f}",
-            showarrow=False,
+        _marked_line(
+            fig,
+            threshold,
+            f"threshold {threshold:.2f}",
+            {"dash": "dash", "color": "#1d2433", "width": 1.5},
             xanchor="left",
             yanchor="top",  # inside the plot, clear of the legend above it
             xshift=4,
@@ -643,14 +670,12 @@ def training_curves(history: Sequence[dict] | pd.DataFrame) -> go.Figure:
         )
     best = _best_epoch(df)
     if best is not None:
-        fig.add_vline(x=best, line={"dash": "dot", "color": "#4a5361", "width": 1.2})
         late = best > (df["epoch"].min() + df["epoch"].max()) / 2  # label inside the plot
-        fig.add_annotation(
-            x=best,
-            y=1.0,
-            yref="paper",
-            text=f"best epoch {best}",
-            showarrow=False,
+        _marked_line(
+            fig,
+            best,
+            f"best epoch {best}",
+            {"dash": "dot", "color": "#4a5361", "width": 1.2},
             xanchor="right" if late else "left",
             yanchor="top",
             xshift=-4 if late else 4,
@@ -733,13 +758,12 @@ def robustness_lines(
             )
         )
     if identity is not None:
-        fig.add_vline(x=identity, line={"dash": "dot", "color": NEUTRAL_COLOUR, "width": 1})
-        fig.add_annotation(
-            x=identity,
+        _marked_line(
+            fig,
+            identity,
+            "unperturbed",
+            {"dash": "dot", "color": NEUTRAL_COLOUR, "width": 1},
             y=0.0,
-            yref="paper",
-            text="unperturbed",
-            showarrow=False,
             xanchor="left",
             yanchor="bottom",
             xshift=4,

@@ -99,13 +99,11 @@ def released_comparison() -> None:
     st.dataframe(shift.side_by_side(k), hide_index=True, width="stretch", key="released_table")
     for note in shift.notes:
         st.caption(f"Note: {note}")
-    st.download_button(
+    views.csv_download(
         "Download the comparison (CSV)",
-        shift.table.to_csv(index=False),
-        file_name="released_concept_shift.csv",
-        mime="text/csv",
+        shift.table,
+        "released_concept_shift.csv",
         key="released_csv",
-        icon=":material/download:",
     )
 
 

@@ -97,12 +97,10 @@ def extract_summary(result: dict) -> None:
         st.dataframe(
             errors, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(errors))
         )
-        st.download_button(
+        views.csv_download(
             "Download the error list (CSV)",
-            errors.to_csv(index=False),
-            file_name="extraction_errors.csv",
-            mime="text/csv",
-            icon=":material/download:",
+            errors,
+            "extraction_errors.csv",
         )
 
 

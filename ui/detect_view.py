@@ -22,7 +22,7 @@ from detector.inference import (
     head_threshold,
     verdict_edges,
 )
-from ui import analysis, charts, provenance_view, settings
+from ui import analysis, charts, provenance_view, settings, views
 from ui.adapters import head_key
 from ui.uploads import dropped_files
 
@@ -265,12 +265,10 @@ def _table(ctx, results: list[analysis.ImageResult], head) -> None:
     export = analysis.with_context(
         table.drop(columns=["thumbnail"]), analysis.export_context(ctx, head)
     )
-    st.download_button(
+    views.csv_download(
         "Download results (CSV)",
-        export.to_csv(index=False),
-        file_name="cue_lens_results.csv",
-        mime="text/csv",
-        icon=":material/download:",
+        export,
+        "cue_lens_results.csv",
         help="One row per image, with the backbone, detector (name, type, fingerprint), "
         "threshold and DEMO flag on every row.",
     )

@@ -89,12 +89,10 @@ def ap_section(ctx, head, subset, split, pairing) -> None:
             st.caption(f"Note: {m['note'].iloc[0]}")
         context = analysis.export_context(ctx, head)
         export = analysis.with_context(table, {**context, "split": split, "pairing": pairing})
-        st.download_button(
+        views.csv_download(
             "Download AP table (CSV)",
-            export.to_csv(index=False),
-            file_name=f"ap_{split}_{pairing}.csv",
-            mime="text/csv",
-            icon=":material/download:",
+            export,
+            f"ap_{split}_{pairing}.csv",
             help="With the backbone, detector, threshold, DEMO flag, split and pairing on "
             "every row.",
         )
@@ -339,12 +337,10 @@ def sweep_report(report) -> None:
         order = list(dict.fromkeys(table["perturbation"]))
         matrix = table.pivot(index="generator", columns="perturbation", values="ap")[order]
         st.dataframe(matrix, width="stretch")
-        st.download_button(
+        views.csv_download(
             "Download the sweep (CSV)",
-            table.to_csv(index=False),
-            file_name=f"robustness_{report.head}_{report.split or 'all'}_{report.pairing}.csv",
-            mime="text/csv",
-            icon=":material/download:",
+            table,
+            f"robustness_{report.head}_{report.split or 'all'}_{report.pairing}.csv",
         )
     if report.errors:
         with st.expander(f"{len(report.errors)} files could not be perturbed"):

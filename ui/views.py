@@ -190,3 +190,18 @@ def _training_text(training) -> str | None:
 def empty_state(message: str, icon: str = ":material/info:") -> None:
     """What a section shows instead of an empty chart."""
     st.info(message, icon=icon)
+
+
+def csv_download(
+    label: str, table: pd.DataFrame, file_name: str, *, help: str | None = None, key=None
+) -> None:
+    """A button that downloads ``table`` as a CSV file (no index column)."""
+    st.download_button(
+        label,
+        table.to_csv(index=False),
+        file_name=file_name,
+        mime="text/csv",
+        key=key,
+        icon=":material/download:",
+        help=help,
+    )
