@@ -8,6 +8,7 @@ pages: blue = real, orange = synthetic, grey = inconclusive / unexplained.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -523,7 +524,7 @@ def _generator_lines(fig: go.Figure, data, curve, hover: str, **line) -> None:
 
 def pr_curves(y, scores, generator) -> go.Figure:
     """Precision-recall curve of each generator's fakes against all reals (shared pairing)."""
-    from sklearn.metrics import precision_recall_curve
+    from sklearn.metrics import precision_recall_curve  # lazy: sklearn only for PR and ROC
 
     y, scores, generator = _curve_inputs(y, scores, generator)
     if not ((y == 0).any() and (y == 1).any()):
@@ -548,7 +549,7 @@ def pr_curves(y, scores, generator) -> go.Figure:
 
 def roc_curves(y, scores, generator) -> go.Figure:
     """ROC curve of each generator's fakes against all reals, with the chance diagonal."""
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import roc_curve  # lazy: sklearn only for PR and ROC
 
     y, scores, generator = _curve_inputs(y, scores, generator)
     if not ((y == 0).any() and (y == 1).any()):
@@ -790,8 +791,6 @@ def restyle(fig: go.Figure, height: int = 320, title_width: int = 56) -> go.Figu
     """A figure made by the library (e.g. ``detector.audit.audit_figure``) in the dashboard's
     style: its title kept (wrapped at ``title_width`` characters), real and synthetic traces
     in the app's colours."""
-    import textwrap
-
     colours = {"real": REAL_COLOUR, "synthetic": SYNTHETIC_COLOUR}
     for trace in fig.data:
         colour = colours.get(str(getattr(trace, "name", "")))

@@ -14,10 +14,16 @@ import os
 import pandas as pd
 import streamlit as st
 
+from concepts.attribution import is_concept_model
+from concepts.shift import released_shift
+from concepts.stability import badge, stored_stability
+from concepts.survival import workspace_survival
+from detector.errors import CueLensError
 from ui import analysis, cues_charts, resources, views
 from ui.adapters import head_key
 from ui.charts import concept_label
 from ui.job_panel import live_job
+from ui.tasks import stability_job
 
 RELEASED_BADGE = (
     "Real learned weights: the paper's four released concept models (Willi, Mathys, Graber; "
@@ -31,15 +37,11 @@ RELEASED_BADGE = (
 
 @st.cache_resource(show_spinner=False)
 def _released_shift(download: bool):
-    from concepts.shift import released_shift
-
     return released_shift(download=download)
 
 
 def _released_or_none():
     """The comparison from files at hand (no download), or (None, why)."""
-    from detector.errors import CueLensError
-
     try:
         return _released_shift(False), None
     except CueLensError as exc:
@@ -123,8 +125,6 @@ def _released_missing(why: str | None) -> None:
         key="released_download",
         icon=":material/download:",
     ):
-        from detector.errors import CueLensError
-
         with st.spinner("Downloading and verifying…"):
             try:
                 _released_shift(True)
@@ -145,8 +145,6 @@ def _stability_key(ws, backbone_id: str, head_type: str) -> tuple:
 def stability_panel(ctx, head) -> None:
     """The stored stability of the current head type's explanations, with a badge per
     concept, and a button that measures it in the background."""
-    from concepts.stability import badge, stored_stability
-
     head_type = getattr(head, "head_type", None) if head is not None else None
     st.subheader("Can these explanations be trusted? Stability across seeds")
     if head_type not in ("linear", "orthogonal", "concept"):
@@ -168,8 +166,6 @@ def stability_panel(ctx, head) -> None:
         key="stability_go",
         icon=":material/replay:",
     ):
-        from ui.tasks import stability_job
-
         registry.start(
             "train",
             f"Stability of {head_type} heads ({int(seeds)} seeds)",
@@ -295,8 +291,6 @@ def _trust(entry: dict, n: int) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=resources.EXTERNAL_TTL)
 def _survival(_ws, _head, path: str, backbone_id: str, hkey: str, split, top: int, gen: int):
-    from concepts.survival import workspace_survival
-
     return workspace_survival(_ws, _head, split=split, top=top, backbone_id=backbone_id)
 
 
@@ -313,8 +307,6 @@ def survival_section(ctx, head, split: str | None) -> None:
     )
     ws = ctx.workspace()
     top = int(st.number_input("K (top concepts)", 3, 30, 10, 1, key="survival_k"))
-    from concepts.attribution import is_concept_model
-
     if not is_concept_model(head):
         analysis.directions(ctx, analysis.vocabulary())  # cached in the workspace for the library
     result = _survival(

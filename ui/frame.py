@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import context, resources, views
+from ui import adapters, context, resources, views
 from ui.context import KEY_BACKBONE, KEY_HEAD, KEY_WORKSPACE, AppContext
 from ui.settings import (
     DEMO_SPEC,
@@ -339,9 +339,7 @@ def _detector_panel(ctx: AppContext) -> None:
             card_box = st.popover("Model card", icon=":material/description:", width="stretch")
             with card_box, views.section_guard():
                 head = ctx.head()
-                from ui.adapters import head_card
-
-                views.model_card(head_card(head, option), key="sidebar_card")
+                views.model_card(adapters.head_card(head, option), key="sidebar_card")
     if others:
         needs = sorted({h.backbone_id for h in others if h.backbone_id})
         st.caption(f"{len(others)} more head(s) need another backbone ({', '.join(needs)}).")

@@ -53,7 +53,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from detector import backbone as backbone_lib  # a module: tests patch its functions
+from detector.catalog import load_head_file
 from detector.hashing import file_digest
+from detector.released import load_released
 from detector.store import Workspace
 from ui.jobs import JobRegistry
 from ui.settings import BackboneSpec
@@ -196,10 +199,12 @@ def workspace_summary(ws: Workspace) -> dict:
 @st.cache_resource(show_spinner=False, ttl=600)
 def weights_status(model: str, pretrained: str | None, probe_network: bool) -> tuple[bool, str]:
     """Whether the weights can be had now, and the message to show when they cannot."""
-    from detector.backbone import default_cache_dir, missing_weights_message, weights_available
-
-    ok = weights_available(model, pretrained, probe_network=probe_network)
-    return ok, "" if ok else missing_weights_message(model, pretrained, default_cache_dir())
+    ok = backbone_lib.weights_available(model, pretrained, probe_network=probe_network)
+    if ok:
+        return ok, ""
+    return ok, backbone_lib.missing_weights_message(
+        model, pretrained, backbone_lib.default_cache_dir()
+    )
 
 
 class _Loaded:
@@ -221,9 +226,9 @@ def _backbone(
     backbone_id: str,
     draft: bool = False,
 ):
-    from detector.backbone import load_backbone
-
-    return load_backbone(model, pretrained, device=device, precision=precision, draft=draft)
+    return backbone_lib.load_backbone(
+        model, pretrained, device=device, precision=precision, draft=draft
+    )
 
 
 def backbone(spec: BackboneSpec, backbone_id: str):
@@ -271,9 +276,7 @@ def warm_backbone(spec: BackboneSpec, backbone_id: str) -> str:
     ``st.cache_resource`` entry ``backbone`` reads; a page that needs the model meanwhile
     waits for that one load (Streamlit computes a cached value once per key).
     """
-    from detector.backbone import resolve_device, resolve_precision
-
-    device = resolve_device(spec.device)
+    device = backbone_lib.resolve_device(spec.device)
     key = (spec, backbone_id)
     warm = _warmups()
     with warm.lock:
@@ -288,7 +291,7 @@ def warm_backbone(spec: BackboneSpec, backbone_id: str) -> str:
         model = _backbone(spec.model, spec.pretrained, spec.device, spec.precision, backbone_id)
         decision = model.precision_decision
         return f"{device.type} · {decision.summary() if decision else model.precision}"
-    precision = resolve_precision(spec.precision, device, spec.model)
+    precision = backbone_lib.resolve_precision(spec.precision, device, spec.model)
     if precision == "auto":
         precision = "auto (measured on first load)"
     return f"{device.type} · {precision}"
@@ -304,8 +307,6 @@ def head_digest(path: str | os.PathLike) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _head(path: str, digest: str):
-    from detector.catalog import load_head_file
-
     return load_head_file(path)
 
 
@@ -317,8 +318,6 @@ def head(path: str | os.PathLike):
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _released_head(name: str):
-    from detector.released import load_released
-
     return load_released(name)
 
 

@@ -18,6 +18,10 @@ import math
 import threading
 from contextlib import contextmanager
 
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from detector import train
+from detector.heads import get_head_type
 from ui.jobs import Job, JobCancelled
 
 
@@ -27,8 +31,6 @@ def cancel_between_steps(job: Job, *, report: bool = True):
 
     With ``report``, every 20th step updates the job's message (for work without epochs).
     """
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
     me = threading.get_ident()
     steps = [0]
 
@@ -49,8 +51,6 @@ def cancel_between_steps(job: Job, *, report: bool = True):
 
 
 def _max_epochs(head_type: str, options: dict) -> int:
-    from detector.heads import get_head_type
-
     if options.get("max_epochs"):
         return int(options["max_epochs"])
     return int(getattr(get_head_type(head_type)(), "max_epochs", 100))
@@ -70,8 +70,6 @@ def train_head(job: Job, workspace, backbone_id: str, options: dict) -> dict:
 
     ``options``: head_type, name, train_split, val_split, plus hyperparameters.
     """
-    from detector import train
-
     head_type = options.pop("head_type")
     name = options.pop("name")
     if head_type == "concept":
