@@ -208,17 +208,6 @@ def test_no_unsafe_deserialisation_in_the_code():
     assert offenders == []
 
 
-def test_library_does_not_import_streamlit():
-    pattern = re.compile(r"^\s*(import streamlit|from streamlit)", re.MULTILINE)
-    hits = [
-        str(p.relative_to(REPO))
-        for folder in ("detector", "concepts")
-        for p in (REPO / folder).rglob("*.py")
-        if pattern.search(p.read_text())
-    ]
-    assert hits == []
-
-
 # -- paths from a browser --------------------------------------------------------------------
 
 
