@@ -237,7 +237,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 CLEAN = {
     "detector/__init__.py": "",
     "detector/metrics.py": "import numpy as np\n",
-    "detector/heads.py": "from detector.metrics import ap\n\n\ndef f():\n    from . import metrics\n",
+    "detector/heads.py": "from detector.metrics import ap\n\n\ndef f():\n"
+    "    from . import metrics\n",
     "detector/cli.py": "import importlib\nNAME = 'concepts.report'\n",
     "detector/commands/__init__.py": "",
     "detector/commands/concepts.py": "from concepts.report import card\n",
