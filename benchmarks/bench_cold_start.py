@@ -19,56 +19,37 @@ machine and its load; run it on a quiet machine for figures to quote.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = "DEMO: random weights, scores are not meaningful"
+sys.path.insert(0, str(REPO / "tests"))  # the browser tests' server helpers, shared with them
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from browser_support import (  # noqa: E402
+    CHROMIUM_ARGS,
+    DEMO,
+    start_streamlit,
+    stop_server,
+    wait_until_healthy,
+)
 
 
 def one_start(home: Path, chromium: str, timeout: float = 300.0) -> dict:
     """Start a server on ``home``, open it, return the measured seconds."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "CUE_LENS_"))}
-    env.update(CUE_LENS_HOME=str(home), CUE_LENS_OFFLINE="1")
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port",
-         str(port), "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_streamlit(home, subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError("the server did not start")
+        wait_until_healthy(proc, url, timeout)
         server = time.monotonic() - t0
         out = {"server": server}
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
-            )
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             start = time.monotonic()
             page.goto(url)
@@ -87,12 +68,7 @@ def one_start(home: Path, chromium: str, timeout: float = 300.0) -> dict:
             browser.close()
         return out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, wait_s=30)
 
 
 def main() -> None:

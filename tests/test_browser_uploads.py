@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import io
 
-from test_browser import (  # noqa: F401 (server is a fixture)
-    CHROMIUM,
+from browser_support import (  # noqa: F401 (server is a fixture)
+    BROWSER_MARKS,
     DEMO,
     STEP_TIMEOUT_MS,
-    VIEWPORT,
-    pytestmark,
+    chromium_page,
     server,
     settle,
     wait_text,
 )
+
+pytestmark = BROWSER_MARKS
 
 N_FILES = 12
 PREFIX = "summer-holiday-2026-beach-sunset-camera-roll-export-shot-"
@@ -58,33 +59,20 @@ def test_every_dropped_file_name_is_readable_and_no_chip_is_clipped(server, tmp_
     from playwright.sync_api import sync_playwright
 
     files = images(tmp_path)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport=VIEWPORT)
-        try:
-            page.goto(server)
-            wait_text(page, DEMO)
-            page.locator('input[type="file"]').first.set_input_files([str(p) for p in files])
-            page.get_by_role("button", name="Download results (CSV)").wait_for(
-                timeout=STEP_TIMEOUT_MS
-            )
-            settle(page)
-            chips = page.locator('.st-key-detect_upload [data-testid="stFileChip"]')
-            assert chips.count() == N_FILES  # the chips themselves are still there
-            for path in files:
-                shown = page.get_by_text(path.name, exact=True)
-                assert any(e.is_visible() for e in shown.all()), f"{path.name} not readable"
-            clipping = page.evaluate(CLIPPING)
-            assert clipping is not None, "no chip box on the page"
-            assert len(clipping["chips"]) == N_FILES
-            assert max(clipping["chips"]) < 1, clipping  # every chip whole inside its box
-            assert clipping["hidden"] <= 1, clipping  # no row scrolled out of sight
-            page.screenshot(path=str(tmp_path / "dropped.png"))  # for a look by eye
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            print(f"the page at the failure: {tmp_path / 'failure.png'}")
-            raise
-        finally:
-            browser.close()
+    with sync_playwright() as pw, chromium_page(pw, tmp_path) as (_, page):
+        page.goto(server)
+        wait_text(page, DEMO)
+        page.locator('input[type="file"]').first.set_input_files([str(p) for p in files])
+        page.get_by_role("button", name="Download results (CSV)").wait_for(timeout=STEP_TIMEOUT_MS)
+        settle(page)
+        chips = page.locator('.st-key-detect_upload [data-testid="stFileChip"]')
+        assert chips.count() == N_FILES  # the chips themselves are still there
+        for path in files:
+            shown = page.get_by_text(path.name, exact=True)
+            assert any(e.is_visible() for e in shown.all()), f"{path.name} not readable"
+        clipping = page.evaluate(CLIPPING)
+        assert clipping is not None, "no chip box on the page"
+        assert len(clipping["chips"]) == N_FILES
+        assert max(clipping["chips"]) < 1, clipping  # every chip whole inside its box
+        assert clipping["hidden"] <= 1, clipping  # no row scrolled out of sight
+        page.screenshot(path=str(tmp_path / "dropped.png"))  # for a look by eye
