@@ -12,6 +12,7 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from detector.metrics import (
+    TIDY_COLUMNS,
     MetricsError,
     accuracies,
     auroc,
@@ -231,19 +232,22 @@ def test_tidy_table_and_json():
     rng = np.random.default_rng(2)
     y = np.r_[np.zeros(30), np.ones(30)].astype(int)
     gen = [None] * 30 + ["A"] * 15 + ["B"] * 15
-    table = evaluate(y, rng.normal(size=60) + y, gen, threshold=0.4, n_boot=50)
-    assert list(table.columns) == [
-        "metric",
-        "generator",
-        "threshold_name",
-        "threshold",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n_real",
-        "n_fake",
-        "note",
+    scores = rng.normal(size=60) + y
+    table = evaluate(y, scores, gen, threshold=0.4, n_boot=50)
+    # the published layout (the CSV of ``eval --out``), each column holding what it names
+    assert list(table.columns) == TIDY_COLUMNS
+    (ap_a,) = table[(table["metric"] == "ap") & (table["generator"] == "A")].itertuples()
+    assert (ap_a.n_real, ap_a.n_fake) == (30, 15)  # A's fakes against all the reals
+    assert ap_a.value == pytest.approx(average_precision_score(y[:45], scores[:45]))
+    assert ap_a.ci_low <= ap_a.value <= ap_a.ci_high
+    assert pd.isna(ap_a.threshold_name) and pd.isna(ap_a.threshold) and ap_a.note is None
+    at_validation = table[
+        (table["metric"] == "accuracy") & (table["threshold_name"] == "validation")
     ]
+    (accuracy,) = at_validation.itertuples()
+    assert (accuracy.threshold, accuracy.n_real, accuracy.n_fake) == (0.4, 30, 30)
+    assert pd.isna(accuracy.generator)
+    assert table.loc[table["metric"] == "mAP", "note"].item() == "mean over 2 generators"
     assert {
         "ap",
         "mAP",
