@@ -279,6 +279,11 @@ def make_checkpoint(model: str, folder: Path) -> Path:
     return path
 
 
+def speed_ratio(row: dict, other: dict) -> float:
+    """Images per second of ``row`` over those of ``other`` (both measured rows)."""
+    return (other["seconds"] / other["images"]) / (row["seconds"] / row["images"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ViT-L-14-336")
@@ -373,16 +378,15 @@ def main() -> None:
         f"loading (weights, precision): first embed {first['load_seconds']:.1f} s, second "
         f"{e['load_seconds']:.1f} s; decode-worker peak RSS {e['worker_peak_rss_gb']:.2f} GB"
     )
+
     if "reference" in rows:
-        ref = rows["reference"]
-        speed = (ref["seconds"] / ref["images"]) / (e["seconds"] / e["images"])
         print(
-            f"embed / reference throughput: {speed:.2f}x (aim >= 1.0 everywhere, >= 2.5 where "
-            f"bf16 pays); reference load {ref['load_seconds']:.1f} s"
+            f"embed / reference throughput: {speed_ratio(e, rows['reference']):.2f}x (aim >= 1.0 "
+            f"everywhere, >= 2.5 where bf16 pays); reference load "
+            f"{rows['reference']['load_seconds']:.1f} s"
         )
     if "raw" in rows:
-        raw = rows["raw"]
-        ratio = (raw["seconds"] / raw["images"]) / (e["seconds"] / e["images"])
+        ratio = speed_ratio(e, rows["raw"])
         print(f"end-to-end / raw forward: {ratio:.3f} (aim >= 0.8 on a GPU)")
     print(json.dumps(rows, default=str))
 

@@ -34,3 +34,24 @@ def tiny_backbone():
     from detector.backbone import load_backbone
 
     return load_backbone("tiny-clip", device="cpu", precision="fp32")
+
+
+TINY_CPU = ["--model", "tiny-clip", "--device", "cpu", "--precision", "fp32"]  # CLI options
+
+
+def embed_samples_with_probe(samples_dir: Path, ws_dir: Path, backbone) -> Path:
+    """The 41 sample images embedded into ``ws_dir`` by ``python -m detector embed`` (tiny-clip,
+    in-process), and a linear probe fitted on their pooled features saved as ``probe``."""
+    from detector.cli import main
+    from detector.heads import LinearProbe, make_card, save_head
+    from detector.store import Workspace
+
+    manifest = str(samples_dir / "manifest.csv")
+    code = main(["embed", manifest, "-w", str(ws_dir), *TINY_CPU, "--workers", "0", "--json"])
+    assert code == 0
+    with Workspace(ws_dir) as ws:
+        meta, x = ws.dataset(backbone.id, "pooled")
+        head = LinearProbe(backbone_id=backbone.id, max_epochs=20)
+        head.fit(x, meta["label"].astype(int).to_numpy())
+        save_head(head, ws.heads_dir / "probe", make_card(head))
+    return ws_dir

@@ -79,13 +79,10 @@ def test_train_eval_matrix_heads_json(tmp_path, capsys):
 
     preds_csv = tmp_path / "preds.csv"
     metrics_csv = tmp_path / "metrics.csv"
+    eval_orth = ("eval", "--workspace", ws, "--head", "orth")
     evaluated = run_json(
         capsys,
-        "eval",
-        "--workspace",
-        ws,
-        "--head",
-        "orth",
+        *eval_orth,
         "--bootstrap",
         "100",
         "--predictions",
@@ -113,18 +110,7 @@ def test_train_eval_matrix_heads_json(tmp_path, capsys):
     assert len(preds) == evaluated["n_images"] and set(preds["split"]) == {"test"}
     assert pd.read_csv(metrics_csv)["metric"].isin(["ap", "mAP"]).any()
 
-    matched = run_json(
-        capsys,
-        "eval",
-        "--workspace",
-        ws,
-        "--head",
-        "orth",
-        "--pairing",
-        "matched",
-        "--bootstrap",
-        "0",
-    )
+    matched = run_json(capsys, *eval_orth, "--pairing", "matched", "--bootstrap", "0")
     assert matched["pairing"] == "matched"
 
     matrix_csv = tmp_path / "matrix.csv"

@@ -80,6 +80,14 @@ def setup(tmp_path_factory, tiny_backbone):
     }
 
 
+def explain_with_concept_model(capsys, setup, *argv) -> dict:
+    """``explain --json`` of ``argv`` (images, then options) by the setup's concept model."""
+    head = str(setup["heads"] / "cm.safetensors")
+    return run_json(
+        capsys, "explain", *argv, "--head", head, "--model", "tiny-clip", "--device", "cpu"
+    )
+
+
 def run_json(capsys, *argv) -> dict:
     capsys.readouterr()
     assert main([*argv, "--json"]) == 0
@@ -146,20 +154,7 @@ def test_a_custom_phrase(setup, capsys):
 
 
 def test_explain_a_concept_model_exactly(setup, capsys):
-    out = run_json(
-        capsys,
-        "explain",
-        setup["image"],
-        setup["broken"],
-        "--head",
-        str(setup["heads"] / "cm.safetensors"),
-        "--model",
-        "tiny-clip",
-        "--device",
-        "cpu",
-        "--top",
-        "3",
-    )
+    out = explain_with_concept_model(capsys, setup, setup["image"], setup["broken"], "--top", "3")
     assert out["demo"] and out["head"]["head_type"] == "concept"
     assert out["failed"] == [{"path": setup["broken"], "error": out["failed"][0]["error"]}]
     (image,) = out["images"]

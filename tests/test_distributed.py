@@ -21,6 +21,7 @@ from PIL import Image
 
 from detector.cli import main
 from detector.store import TAPS, Workspace
+from tests.conftest import embed_samples_with_probe
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-scale.txt")
 
@@ -54,6 +55,17 @@ def _all(ws_dir, backbone_id, tap):
         return ws.load_embeddings(backbone_id, tap)
 
 
+def assert_same_stored(ws_a: Path, ws_b: Path, backbone_id: str) -> None:
+    """Both workspaces hold the same hashes in the same order and, per tap, bitwise the same
+    stored float16 (``load_embeddings`` returns float32 of exactly those values)."""
+    for tap in TAPS:
+        h_a, x_a = _all(ws_a, backbone_id, tap)
+        h_b, x_b = _all(ws_b, backbone_id, tap)
+        assert h_b == h_a
+        assert np.array_equal(x_b.astype(np.float16).view(np.uint16),
+                              x_a.astype(np.float16).view(np.uint16))  # fmt: skip
+
+
 def _write_images(folder: Path, n: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for label in ("real", "fake"):
@@ -69,13 +81,7 @@ def test_ray_equals_local_on_samples(ray_cluster, samples_dir, tmp_path, tiny_ba
     far = _embed(manifest, tmp_path / "ray", "--engine", "ray", "--shard-size", "8", capsys=capsys)
     assert far["embedded"] == local["embedded"] == 41
     assert (far["cached"], far["failed"]) == (0, 0)
-    for tap in TAPS:
-        h_local, x_local = _all(tmp_path / "local", tiny_backbone.id, tap)
-        h_ray, x_ray = _all(tmp_path / "ray", tiny_backbone.id, tap)
-        assert h_ray == h_local
-        # bitwise on the stored float16 (load returns float32 of exactly those values)
-        assert np.array_equal(x_ray.astype(np.float16).view(np.uint16),
-                              x_local.astype(np.float16).view(np.uint16))  # fmt: skip
+    assert_same_stored(tmp_path / "local", tmp_path / "ray", tiny_backbone.id)
     with Workspace(tmp_path / "local") as a, Workspace(tmp_path / "ray") as b:
         assert a.images().equals(b.images())  # labels, generators, sizes, formats, paths
     assert not list((tmp_path / "ray" / "shards").glob("*"))  # every shard ingested
@@ -129,12 +135,7 @@ def test_uri_listing_on_ray_equals_the_local_manifest(
     (error,) = far["errors"]
     assert error["path"] == "nosuchscheme://bucket/key.png"
     assert error["reason"].startswith("cannot open URI (")
-    for tap in TAPS:
-        h_local, x_local = _all(tmp_path / "local", tiny_backbone.id, tap)
-        h_ray, x_ray = _all(tmp_path / "ray", tiny_backbone.id, tap)
-        assert h_ray == h_local
-        assert np.array_equal(x_ray.astype(np.float16).view(np.uint16),
-                              x_local.astype(np.float16).view(np.uint16))  # fmt: skip
+    assert_same_stored(tmp_path / "local", tmp_path / "ray", tiny_backbone.id)
 
 
 def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path, tiny_backbone, capsys):
@@ -185,18 +186,7 @@ def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path, tiny_backb
 @pytest.fixture
 def probe_workspace(samples_dir, tmp_path, tiny_backbone):
     """The samples embedded locally, with a linear probe saved as ``probe``."""
-    from detector.heads import LinearProbe, make_card, save_head
-
-    ws_dir = tmp_path / "ws"
-    code = main(["embed", str(samples_dir / "manifest.csv"), "-w", str(ws_dir), *TINY,
-                 "--workers", "0", "--json"])  # fmt: skip
-    assert code == 0
-    with Workspace(ws_dir) as ws:
-        meta, x = ws.dataset(tiny_backbone.id, "pooled")
-        head = LinearProbe(backbone_id=tiny_backbone.id, max_epochs=20)
-        head.fit(x, meta["label"].astype(int).to_numpy())
-        save_head(head, ws.heads_dir / "probe", make_card(head))
-    return ws_dir
+    return embed_samples_with_probe(samples_dir, tmp_path / "ws", tiny_backbone)
 
 
 def test_robustness_ray_equals_local(ray_cluster, probe_workspace, tmp_path, tiny_backbone, capsys):

@@ -295,21 +295,11 @@ def test_audit_counts_and_flags_declared_generation(tmp_path):
 
 def test_explain_json_carries_the_provenance_summary(setup, tmp_path, capsys):  # noqa: F811
     """``setup``: test_concepts_cli's workspace with a tiny-clip concept head."""
-    from test_concepts_cli import run_json as run_concepts_json
+    from test_concepts_cli import explain_with_concept_model
 
     made = tmp_path / "made.png"
     made.write_bytes(fx.signed("PNG"))
-    out = run_concepts_json(
-        capsys,
-        "explain",
-        str(made),
-        "--head",
-        str(setup["heads"] / "cm.safetensors"),
-        "--model",
-        "tiny-clip",
-        "--device",
-        "cpu",
-    )
+    out = explain_with_concept_model(capsys, setup, str(made))
     (image,) = out["images"]
     block = image["provenance"]
     assert block["declares"] == "ai" and block["columns"]["c2pa_state"] == "valid"

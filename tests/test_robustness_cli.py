@@ -11,25 +11,15 @@ from detector.cli import main
 from detector.commands.robustness import backbone_spec
 from detector.errors import CueLensError
 from detector.perturb import TABLE_COLUMNS
+from tests.conftest import embed_samples_with_probe
 
 
 @pytest.fixture(scope="module")
 def samples_workspace(samples_dir, tmp_path_factory, tiny_backbone):
     """The 41 sample images embedded with tiny-clip, and a linear probe saved as ``probe``."""
-    from detector.heads import LinearProbe, make_card, save_head
-    from detector.store import Workspace
-
-    ws_dir = tmp_path_factory.mktemp("samples_ws")
-    manifest = str(samples_dir / "manifest.csv")
-    tiny = ["--model", "tiny-clip", "--device", "cpu", "--precision", "fp32"]
-    code = main(["embed", manifest, "-w", str(ws_dir), *tiny, "--workers", "0", "--json"])
-    assert code == 0
-    with Workspace(ws_dir) as ws:
-        meta, x = ws.dataset(tiny_backbone.id, "pooled")
-        head = LinearProbe(backbone_id=tiny_backbone.id, max_epochs=20)
-        head.fit(x, meta["label"].astype(int).to_numpy())
-        save_head(head, ws.heads_dir / "probe", make_card(head))
-    return ws_dir
+    return embed_samples_with_probe(
+        samples_dir, tmp_path_factory.mktemp("samples_ws"), tiny_backbone
+    )
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
