@@ -106,6 +106,7 @@ def _describe(vocabulary: Vocabulary, names) -> pd.DataFrame:
 
 def _named(head, vocab: Vocabulary):
     """Name an unnamed concept model after a vocabulary of its size (row order)."""
+    # torch and the concept model's training code: only for a concept-model head
     from concepts.bottleneck import has_default_names, name_concepts
 
     if has_default_names(head) and len(head.concept_names_) == len(vocab):

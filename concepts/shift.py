@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from concepts.vocabulary import load_vocabulary
 from detector.errors import CueLensError
 
 DOMAINS = ("cnnspot", "synthbuster", "synthclic", "combined")
@@ -188,7 +189,7 @@ def released_shift(
     Raises ``ReleasedHeadError`` (a ``CueLensError``) saying where to put the files when one
     of them cannot be had offline.
     """
-    from concepts.vocabulary import load_vocabulary
+    # the released heads' registry loads torch and the head models: only when shift is asked
     from detector.released import (
         RELEASED_VOCABULARY,
         fetch_released,

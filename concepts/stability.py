@@ -43,8 +43,14 @@ from scipy.linalg import subspace_angles
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
+from concepts.attribution import fit_surrogate, is_concept_model
+from concepts.importance import class_importance
+from concepts.report import projected_backbone, resolve_directions
+from concepts.scores import concept_scores
+from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 from detector.errors import CueLensError
 from detector.identity import is_demo_id
+from detector.splits import ensure_splits
 
 NAMESPACE = "stability"
 DEFAULT_TOP_K = 10
@@ -263,10 +269,6 @@ class Fit:
 
 def fit_importance(workspace, head, backbone_id: str, vocabulary, names, directions, *, split):
     """(class-mean difference of contributions on ``split``, fidelity) of one fitted head."""
-    from concepts.attribution import fit_surrogate, is_concept_model
-    from concepts.importance import class_importance
-    from concepts.scores import concept_scores
-
     meta, x_proj = workspace.dataset(backbone_id, "projected", split=split)
     if meta.empty:
         meta, x_proj = workspace.dataset(backbone_id, "projected")
@@ -331,10 +333,9 @@ def run_stability(
     at every beta. ``params`` go to the trainer for every fit.
     """
     import concepts.bottleneck  # noqa: F401  (registers the concept head's inputs for train_head)
-    from concepts.report import projected_backbone, resolve_directions
-    from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
+
+    # torch and the head models: loaded only when heads are retrained
     from detector.heads import get_head_type
-    from detector.splits import ensure_splits
     from detector.train import resolve_backbone_id, train_head
 
     seed_list = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]

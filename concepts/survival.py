@@ -28,12 +28,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from concepts.attribution import is_concept_model, workspace_surrogate
 from concepts.importance import REAL, generators_of, group_labels
+from concepts.report import (
+    DEMO_BANNER,
+    _named,
+    head_summary,
+    projected_backbone,
+    resolve_directions,
+)
+from concepts.scores import concept_scores
 from concepts.shift import json_value
 from concepts.stability import DEFAULT_TOP_K, jaccard, spearman_abs, top_k
+from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 from detector.errors import CueLensError
 from detector.groups import pairing_groups
 from detector.identity import is_demo_id
+from detector.metrics import MetricsError, per_generator_ap
 
 
 class SurvivalError(CueLensError):
@@ -191,8 +202,6 @@ class SurvivalResult:
             "notes": self.notes,
         }
         if self.demo:
-            from concepts.report import DEMO_BANNER
-
             out["banner"] = DEMO_BANNER
         return out
 
@@ -233,11 +242,6 @@ def workspace_survival(
     evaluated images pooled over all generators. ``split`` None or empty means all images.
     AP per generator is ``detector.metrics.per_generator_ap`` (``pairing``, no bootstrap).
     """
-    from concepts.attribution import is_concept_model, workspace_surrogate
-    from concepts.report import _named, head_summary, projected_backbone, resolve_directions
-    from concepts.scores import concept_scores
-    from concepts.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
-    from detector.metrics import MetricsError, per_generator_ap
 
     vocab = load_vocabulary(vocabulary or DEFAULT_VOCABULARY)
     backbone_id = projected_backbone(workspace, backbone_id, head)

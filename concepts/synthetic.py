@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from concepts.vocabulary import Vocabulary
+from detector.store import ImageRow
 
 
 class FakeTextEncoder:
@@ -143,8 +144,6 @@ def planted_data(
 
 def store_planted(workspace, backbone_id: str, data: PlantedData) -> None:
     """Write planted images (rows and both taps) into a workspace."""
-    from detector.store import ImageRow
-
     rows = [
         ImageRow(
             hash=r.hash,

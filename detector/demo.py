@@ -301,6 +301,8 @@ def ensure_demo(
     ``progress(step, fraction)`` reports the step being done. A second call finds the state
     record and returns at once without loading anything.
     """
+    # pandas (store), and torch further on, are loaded here, not at import: every dashboard
+    # page imports this module for DEMO_BANNER before anything needs a model
     from detector.store import Workspace
 
     start = time.perf_counter()
@@ -332,6 +334,7 @@ def _remove_old_demo(folder: Path) -> None:
 
 
 def _build(folder, data_dir, tiny_id, backbone, progress, start) -> DemoInfo:
+    # heavy (pandas here, torch below): loaded on a build only, as in ensure_demo
     from detector.store import Workspace
 
     with Workspace(folder) as ws:

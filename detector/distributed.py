@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.backbone import load_backbone
 from detector.datasets import Dataset, Record
 from detector.errors import CueLensError
-from detector.extract import EmbedSummary, Progress
+from detector.extract import DecodeDataset, EmbedSummary, Progress, hash_records
 from detector.images import DEFAULT_MAX_PIXELS
 from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
 from detector.uris import location
@@ -128,8 +129,6 @@ class BackboneSpec:
     allow_random: bool = False  # random weights under a real model's name: benchmarks only
 
     def load(self, device: str | None = None):
-        from detector.backbone import load_backbone
-
         return load_backbone(
             self.model,
             self.pretrained,
@@ -189,8 +188,6 @@ def _prepare(
     perturbations: dict,
 ) -> dict:
     """Hash, skip what is stored, decode and preprocess: one Ray task per block of rows."""
-    from detector.extract import DecodeDataset, hash_records
-
     n = len(batch["path"])
     records = [
         Record(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from detector.backbone import Backbone
+from detector.backbone import CLIP_MEAN, CLIP_STD, Backbone
 from detector.datasets import Dataset, Record
 from detector.hashing import sha256_bytes, sha256_file
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
@@ -454,8 +454,6 @@ def _decode_on_device(batch: list[dict], backbone: Backbone, max_pixels: int) ->
     """Decode the batch's plain JPEGs on the backbone's device and preprocess them there; a file
     the device decoder refuses is decoded on the CPU instead (its own error if that fails too).
     """
-    from detector.backbone import CLIP_MEAN, CLIP_STD
-
     todo = [s for s in batch if s.get("jpeg") is not None]
     if not todo:
         return

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from detector.paths import cue_lens_home
+
 MARGIN = 1.2  # bf16 must be at least this many times faster than fp32
 MIN_COSINE = 0.999  # bf16 and fp32 pooled embeddings of the probe image must agree this well
 PROBE_REPEATS = 4
@@ -137,8 +139,6 @@ def _key_string(key: dict) -> str:
 
 def cache_path() -> Path:
     """``HOME/precision.json`` (``CUE_LENS_HOME``, default ``~/.cache/cue-lens``)."""
-    from detector.paths import cue_lens_home
-
     return cue_lens_home() / CACHE_NAME
 
 

@@ -33,7 +33,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from detector.images import ImageDecodeError, _open, _quiet_pillow, _resolve_input
+from detector.images import (
+    ImageDecodeError,
+    _exif_text,
+    _open,
+    _quiet_pillow,
+    _read_exif,
+    _resolve_input,
+)
 
 __all__ = [
     "AI_SOURCE_TYPES",
@@ -253,8 +260,6 @@ def read_provenance(
 
 
 def _exif_software(img) -> str | None:
-    from detector.images import _exif_text, _read_exif
-
     if img.format == "PNG" and "exif" not in img.info:
         return None  # avoid decoding the PNG to its end looking for a late eXIf chunk
     return _exif_text(_read_exif(img), 0x0131)
@@ -659,6 +664,7 @@ def provenance_summary(prov: Provenance | None, verdict: str | None = None) -> d
     an inconclusive one, or nothing declared); ``sentence`` says both in one line, starting
     with "Disagreement:" when the file and the detector contradict each other.
     """
+    # the verdict words live with the scoring code (torch); credentials are read without it
     from detector.inference import LIKELY_REAL, LIKELY_SYNTHETIC
 
     decls = prov.declarations if prov is not None else []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
+from detector.errors import CueLensError
 
 
 def add_backbone_options(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
 
 def backbone_from_args(args: argparse.Namespace):
     """Load the backbone named by ``add_backbone_options``' arguments."""
-    from detector.backbone import load_backbone
-
     pretrained = args.pretrained
     if pretrained is None and args.model == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED
@@ -101,7 +100,7 @@ def ray_options_from_args(args: argparse.Namespace):
     """``RayOptions`` from ``add_engine_options``' arguments (Ray itself is not imported)."""
     import os
 
-    from detector.distributed import DEFAULT_SHARD_SIZE, RayOptions
+    from detector.distributed import DEFAULT_SHARD_SIZE, RayOptions  # as in backbone_spec_from_args
 
     address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
     return RayOptions(
@@ -114,8 +113,7 @@ def ray_options_from_args(args: argparse.Namespace):
 
 def backbone_spec_from_args(args: argparse.Namespace, interpolation: str = "bilinear"):
     """How Ray actors rebuild the backbone named by ``add_backbone_options``' arguments."""
-    from detector.distributed import BackboneSpec
-    from detector.errors import CueLensError
+    from detector.distributed import BackboneSpec  # pandas and the engine: only with --engine ray
 
     if getattr(args, "draft_decode", False):
         # The Ray engine's decode tasks always decode in full; an @draft id would then name

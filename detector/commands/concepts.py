@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option, add_workspace_option
+from detector.commands.shift import print_shift
+from detector.errors import CueLensError
 from detector.identity import is_demo_id
 
 
@@ -78,7 +81,7 @@ def card_vocabulary(head) -> str | None:
     """The vocabulary a concept head was trained with, when it can still be found."""
     from pathlib import Path
 
-    from concepts.vocabulary import list_vocabularies
+    from concepts.vocabulary import list_vocabularies  # pandas: not at import (see run)
 
     info = (getattr(head, "card_", None) or {}).get("vocabulary")
     if not isinstance(info, dict):
@@ -98,15 +101,13 @@ def _encoder(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use: the CLI imports every command module to build its parser, and these
+    # load pandas, torch or the concept code, which `--help` does not need
     from concepts.report import DEMO_BANNER, concept_report, projected_backbone
     from concepts.vocabulary import DEFAULT_VOCABULARY
-    from detector.cli import print_json
-    from detector.errors import CueLensError
     from detector.store import Workspace
 
     if args.released:
-        from detector.commands.shift import print_shift
-
         return print_shift(args)
     if not args.workspace:
         raise CueLensError("concepts needs --workspace WS (or --released for the paper's models)")

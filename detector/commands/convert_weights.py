@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option
 
 
@@ -27,8 +28,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
-    from detector.convert import convert_hf_clip
+    from detector.convert import convert_hf_clip  # torch and safetensors: only when converting
 
     summary = convert_hf_clip(args.source, args.out)
     if args.json:

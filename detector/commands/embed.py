@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from detector.cli import print_json
 from detector.commands.common import (
     add_backbone_options,
     add_engine_options,
     add_json_option,
     add_workspace_option,
     backbone_from_args,
+    backbone_spec_from_args,
+    ray_options_from_args,
 )
 
 
@@ -43,7 +46,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli import print_json
+    # imported on use: the CLI imports every command module to build its parser, and these
+    # load pandas, torch or the concept code, which `--help` does not need
     from detector.datasets import load_dataset
     from detector.extract import embed_dataset
     from detector.images import DEFAULT_MAX_PIXELS
@@ -74,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.engine == "ray":
-            from detector.commands.common import backbone_spec_from_args, ray_options_from_args
             from detector.distributed import embed_dataset_ray
 
             summary = embed_dataset_ray(

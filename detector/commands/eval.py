@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option
 
 
@@ -71,8 +72,9 @@ def _fmt(value, lo=None, hi=None) -> str:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    # imported on use: the CLI imports every command module to build its parser, and these
+    # load pandas, torch or the concept code, which `--help` does not need
     from detector.catalog import resolve_head
-    from detector.cli import print_json
     from detector.inference import evaluate_head
     from detector.store import Workspace
 

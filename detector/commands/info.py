@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option, add_workspace_option
 
 
@@ -19,7 +20,6 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from detector.backbone import stale_reason
-    from detector.cli import print_json
     from detector.precision import cached_decisions
     from detector.store import Workspace
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
+
 
 def _fmt(v, spec: str = ".2f") -> str:
     return "-" if v is None or v != v else format(v, spec)
@@ -15,8 +17,7 @@ def _fmt(v, spec: str = ".2f") -> str:
 
 def print_shift(args: argparse.Namespace) -> int:
     """Compare the released concept models; text or ``--json``. Returns the exit code."""
-    from concepts.shift import SOURCE_NOTE, released_shift
-    from detector.cli import print_json
+    from concepts.shift import SOURCE_NOTE, released_shift  # pandas, scipy: not for `--help`
 
     shift = released_shift()
     top = max(1, int(args.top))

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option, add_workspace_option
+from detector.commands.train import parse_params
+from detector.errors import CueLensError
 
 
 def register(sub) -> None:
@@ -54,8 +57,6 @@ def register(sub) -> None:
 
 
 def _betas(text: str | None) -> list[float] | None:
-    from detector.errors import CueLensError
-
     if not text:
         return None
     try:
@@ -65,14 +66,11 @@ def _betas(text: str | None) -> list[float] | None:
 
 
 def _params(items: list[str]) -> dict:
-    from detector.commands.train import parse_params
-
     return parse_params(items)
 
 
 def run(args: argparse.Namespace) -> int:
     from concepts.stability import badge, run_stability
-    from detector.cli import print_json
     from detector.store import Workspace
 
     def progress(message: str, fraction: float) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from detector.cli import print_json
 from detector.commands.common import add_json_option, add_workspace_option
+from detector.commands.concepts import card_vocabulary
 
 
 def register(sub) -> None:
@@ -47,8 +49,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from concepts.survival import workspace_survival
     from detector.catalog import resolve_head
-    from detector.cli import print_json
-    from detector.commands.concepts import card_vocabulary
     from detector.store import Workspace
 
     with Workspace(args.workspace, create=False) as ws:
