@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from detector.datasets import Dataset, Record, load_dataset
+from detector.datasets import Dataset, Record, load_dataset, records_from_images
 from detector.images import ImageDecodeError, image_metadata
 from detector.provenance import declaration_columns, safe_read_provenance
 from detector.store import DB_NAME, Workspace
@@ -312,17 +312,7 @@ def _workspace_properties(
     """
     meta = ws.images(with_errors=False)
     meta = meta[meta["label"].notna()].reset_index(drop=True)
-    records = [
-        Record(
-            path=Path(row.path),
-            label=int(row.label),
-            generator=row.generator,
-            split=row.split,
-            pair_id=row.pair_id,
-            source=row.source,
-        )
-        for row in meta.itertuples(index=False)
-    ]
+    records = records_from_images(meta)
     results = _read_properties([str(r.path) for r in records], workers, progress)
     rows, errors = [], []
     for record, stored, (props, error) in zip(

@@ -62,6 +62,22 @@ class Record:
     source: str | None = None
 
 
+def records_from_images(images) -> list[Record]:
+    """Records of workspace images, one per row of a ``Workspace.images()`` frame (columns path,
+    label, generator, split, pair_id, source; labels must be known)."""
+    return [
+        Record(
+            path=Path(row.path),
+            label=int(row.label),
+            generator=row.generator,
+            split=row.split,
+            pair_id=row.pair_id,
+            source=row.source,
+        )
+        for row in images.itertuples(index=False)
+    ]
+
+
 @dataclass
 class Dataset:
     """Records of a folder or manifest, plus per-row problems found while reading it."""

@@ -29,7 +29,6 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,7 +42,6 @@ from detector.results import list_results, save_result
 
 if TYPE_CHECKING:
     from detector.backbone import Backbone
-    from detector.datasets import Record
     from detector.store import Workspace
 
 __all__ = [
@@ -423,22 +421,6 @@ def _default_split(meta: pd.DataFrame) -> str | None:
     return "test" if (meta["split"] == "test").any() else None
 
 
-def _records_of(meta: pd.DataFrame) -> list[Record]:
-    from detector.datasets import Record
-
-    return [
-        Record(
-            path=Path(row.path),
-            label=int(row.label),
-            generator=row.generator,
-            split=row.split,
-            pair_id=row.pair_id,
-            source=row.source,
-        )
-        for row in meta.itertuples(index=False)
-    ]
-
-
 def _evaluate(
     name: str,
     family: str,
@@ -527,6 +509,7 @@ def robustness_sweep(
     """
     import time
 
+    from detector.datasets import Dataset, records_from_images
     from detector.extract import embed_dataset
 
     start = time.perf_counter()
@@ -574,7 +557,7 @@ def robustness_sweep(
         pairs = []
         for p in items:
             have = workspace.embedded_hashes(backbone_id, f"{tap}@{p.name}")
-            pairs += [(r, p) for r in _records_of(meta[~meta["hash"].isin(have)])]
+            pairs += [(r, p) for r in records_from_images(meta[~meta["hash"].isin(have)])]
         if pairs and not (should_stop is not None and should_stop()):
             loaded = backbone() if callable(backbone) else backbone
             if loaded is None or loaded.id != backbone_id:
@@ -612,9 +595,8 @@ def robustness_sweep(
                         f"the head was trained on {backbone_id!r} but the backbone given is "
                         f"{loaded.id!r}"
                     )
-            from detector.datasets import Dataset
-
-            dataset = Dataset(root=workspace.path, kind="files", records=_records_of(missing))
+            records = records_from_images(missing)
+            dataset = Dataset(root=workspace.path, kind="files", records=records)
             result = embed_dataset(
                 dataset,
                 workspace,

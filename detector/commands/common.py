@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
 from detector.errors import CueLensError
@@ -129,3 +130,20 @@ def backbone_spec_from_args(args: argparse.Namespace, interpolation: str = "bili
         interpolation=interpolation,
         device=args.device,
     )
+
+
+@contextlib.contextmanager
+def workspace_and_head(args: argparse.Namespace):
+    """``(workspace, head)`` of ``--workspace`` (opened, not created) and ``--head`` (a file,
+    workspace head or released head) for the commands that evaluate one head."""
+    # pandas, torch and the head models: loaded on use, not when the parser is built
+    from detector.catalog import resolve_head
+    from detector.store import Workspace
+
+    with Workspace(args.workspace, create=False) as ws:
+        yield ws, resolve_head(args.head, workspace=ws)
+
+
+def evaluated_split(args: argparse.Namespace) -> str | None:
+    """``--split``: a split name, or None for ``all`` (every image)."""
+    return None if args.split == "all" else args.split

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from detector.cli import print_json
-from detector.commands.common import add_json_option
+from detector.commands.common import add_json_option, evaluated_split, workspace_and_head
 
 
 def register(sub) -> None:
@@ -72,18 +72,13 @@ def _fmt(value, lo=None, hi=None) -> str:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    # imported on use: the CLI imports every command module to build its parser, and these
-    # load pandas, torch or the concept code, which `--help` does not need
-    from detector.catalog import resolve_head
-    from detector.inference import evaluate_head
-    from detector.store import Workspace
+    from detector.inference import evaluate_head  # torch: not when the parser is built
 
-    with Workspace(args.workspace, create=False) as ws:
-        head = resolve_head(args.head, workspace=ws)
+    with workspace_and_head(args) as (ws, head):
         result = evaluate_head(
             ws,
             head,
-            split=None if args.split == "all" else args.split,
+            split=evaluated_split(args),
             pairing=args.pairing,
             n_boot=args.bootstrap,
             seed=args.seed,

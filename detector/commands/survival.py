@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 
 from detector.cli import print_json
-from detector.commands.common import add_json_option, add_workspace_option
+from detector.commands.common import (
+    add_json_option,
+    add_workspace_option,
+    evaluated_split,
+    workspace_and_head,
+)
 from detector.commands.concepts import card_vocabulary
 
 
@@ -47,16 +52,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concepts.survival import workspace_survival
-    from detector.catalog import resolve_head
-    from detector.store import Workspace
+    from concepts.survival import workspace_survival  # pandas, scipy: not for `--help`
 
-    with Workspace(args.workspace, create=False) as ws:
-        head = resolve_head(args.head, workspace=ws)
+    with workspace_and_head(args) as (ws, head):
         result = workspace_survival(
             ws,
             head,
-            split=None if args.split == "all" else args.split,
+            split=evaluated_split(args),
             source_split=args.source_split,
             top=args.top,
             backbone_id=args.backbone,
