@@ -55,6 +55,17 @@ def backbone_from_args(args: argparse.Namespace):
     )
 
 
+def add_embedding_options(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size --workers`` of the commands that embed images."""
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: CPU count - 1); with --engine ray, embedding actors",
+    )
+
+
 def add_workspace_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--workspace WS``: the workspace directory."""
     parser.add_argument(

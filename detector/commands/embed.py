@@ -8,6 +8,7 @@ import sys
 from detector.cli import print_json
 from detector.commands.common import (
     add_backbone_options,
+    add_embedding_options,
     add_engine_options,
     add_json_option,
     add_workspace_option,
@@ -27,13 +28,7 @@ def register(sub) -> None:
     p.add_argument("data", help="dataset folder, CSV manifest, or one image file")
     add_workspace_option(p)
     add_backbone_options(p)
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default: CPU count - 1); with --engine ray, embedding actors",
-    )
+    add_embedding_options(p)
     p.add_argument(
         "--max-pixels",
         type=int,

@@ -7,7 +7,7 @@ import math
 import sys
 
 from detector.cli import print_json
-from detector.commands.common import add_engine_options, add_json_option
+from detector.commands.common import add_embedding_options, add_engine_options, add_json_option
 from detector.store import Workspace
 
 
@@ -57,13 +57,7 @@ def register(sub) -> None:
         "threshold, else 0.5)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random perturbations (0)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default: CPU count - 1); with --engine ray, embedding actors",
-    )
+    add_embedding_options(p)
     group = p.add_argument_group(
         "backbone (only needed to embed perturbed images; default: the head's backbone)"
     )
