@@ -56,8 +56,9 @@ def make_images(folder: Path, n: int) -> None:
 def bench_ray(n_images: int, batch_size: int) -> None:
     from detector.backbone import load_backbone
     from detector.datasets import load_dataset
-    from detector.distributed import BackboneSpec, RayOptions, connect, embed_dataset_ray
+    from detector.distributed import RayOptions, connect, embed_dataset_ray
     from detector.extract import embed_dataset
+    from detector.identity import BackboneSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

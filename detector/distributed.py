@@ -40,6 +40,7 @@ from detector.backbone import load_backbone
 from detector.datasets import Dataset, Record
 from detector.errors import CueLensError
 from detector.extract import DecodeDataset, EmbedSummary, Progress, hash_records
+from detector.identity import BackboneSpec
 from detector.images import DEFAULT_MAX_PIXELS
 from detector.store import EMBEDDING_DTYPE, TAPS, ImageRow, Workspace
 from detector.uris import location
@@ -115,28 +116,6 @@ class RayOptions:
     shard_size: int = DEFAULT_SHARD_SIZE
     num_cpus: int | None = None
     object_store_memory: int | None = None
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What an actor needs to build the same backbone as the driver (``load_backbone``)."""
-
-    model: str
-    pretrained: str | None
-    precision: str = "auto"
-    interpolation: str = "bilinear"
-    device: str = "auto"
-    allow_random: bool = False  # random weights under a real model's name: benchmarks only
-
-    def load(self, device: str | None = None):
-        return load_backbone(
-            self.model,
-            self.pretrained,
-            device=device or self.device,
-            precision=self.precision,
-            interpolation=self.interpolation,
-            allow_random=self.allow_random,
-        )
 
 
 def connect(options: RayOptions):
@@ -247,7 +226,7 @@ class _Embedder:
     """An actor holding the backbone; embeds the rows that decoded, returns float16 taps."""
 
     def __init__(self, spec: BackboneSpec, backbone_id: str):
-        self.backbone = spec.load()
+        self.backbone = load_backbone(spec.model, spec.pretrained, **spec.load_kwargs())
         if self.backbone.id != backbone_id:
             raise CueLensError(
                 f"the worker built backbone {self.backbone.id!r}, the driver {backbone_id!r}"

@@ -150,3 +150,44 @@ def is_demo_id(backbone_id: str | None) -> bool:
     """Whether an id (possibly None or foreign) names a random-weights demo backbone."""
     ref = BackboneRef.try_parse(backbone_id)
     return ref is not None and ref.is_demo
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What to load and how to run it: the one request type of the CLI's Ray engine and the
+    dashboard's backbone picker, turned into ``detector.backbone.load_backbone`` arguments by
+    :meth:`load_kwargs` (``load_backbone(spec.model, spec.pretrained, **spec.load_kwargs())``).
+
+    Unlike :class:`BackboneRef` it names weights as the user gave them (a tag, a file path), not
+    as the id records them, and carries run-time choices (device, precision) that are not part of
+    the features' identity. ``allow_random`` (random weights under a real model's name) is for
+    benchmarks only."""
+
+    model: str
+    pretrained: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    draft: bool = False  # reduced-scale JPEG decoding (opt-in; the id gets @draft)
+    interpolation: str = DEFAULT_INTERPOLATION
+    allow_random: bool = False
+
+    @property
+    def is_demo(self) -> bool:
+        return self.model == TINY_CLIP
+
+    @property
+    def label(self) -> str:
+        """``model / weights`` as a user reads it."""
+        if self.is_demo:
+            return f"{TINY_CLIP} (random weights)"
+        return f"{self.model} / {self.pretrained}" if self.pretrained else self.model
+
+    def load_kwargs(self, device: str | None = None) -> dict:
+        """Keyword arguments of ``load_backbone`` besides model and weights."""
+        return {
+            "device": device or self.device,
+            "precision": self.precision,
+            "interpolation": self.interpolation,
+            "allow_random": self.allow_random,
+            "draft": self.draft,
+        }

@@ -247,8 +247,9 @@ def test_an_actor_that_cannot_load_its_backbone_is_one_readable_error(
     ray_cluster, tmp_path, tiny_backbone
 ):
     from detector.datasets import load_dataset
-    from detector.distributed import BackboneSpec, RayOptions, embed_dataset_ray
+    from detector.distributed import RayOptions, embed_dataset_ray
     from detector.errors import CueLensError
+    from detector.identity import BackboneSpec
 
     _write_images(tmp_path / "data", 2)
     with Workspace(tmp_path / "ws") as ws, pytest.raises(CueLensError) as caught:

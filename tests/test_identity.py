@@ -167,3 +167,21 @@ def test_pair_groups_for_matched_pairing_and_for_splits():
         "hash:e",
         "hash:f",
     ]
+
+
+def test_backbone_spec_loads_what_it_names():
+    """One request type for the Ray engine and the dashboard: its load arguments reach
+    ``load_backbone`` whole (draft and interpolation change the id they produce)."""
+    from detector.backbone import load_backbone
+    from detector.identity import BackboneSpec
+
+    spec = BackboneSpec("tiny-clip", None, device="cpu", precision="fp32", draft=True)
+    assert spec.is_demo and spec.label == "tiny-clip (random weights)"
+    loaded = load_backbone(spec.model, spec.pretrained, **spec.load_kwargs())
+    assert BackboneRef.parse(loaded.id).draft
+    bicubic = BackboneSpec("tiny-clip", None, device="cpu", interpolation="bicubic")
+    ref = BackboneRef.parse(
+        load_backbone(bicubic.model, bicubic.pretrained, **bicubic.load_kwargs()).id
+    )
+    assert (ref.interpolation, ref.draft) == ("bicubic", False)
+    assert BackboneSpec("ViT-B-16", "/x/clip.pt").label == "ViT-B-16 / /x/clip.pt"

@@ -56,10 +56,10 @@ import streamlit as st
 from detector import backbone as backbone_lib  # a module: tests patch its functions
 from detector.catalog import load_head_file
 from detector.hashing import file_digest
+from detector.identity import BackboneSpec
 from detector.released import load_released
 from detector.store import Workspace
 from ui.jobs import JobRegistry
-from ui.settings import BackboneSpec
 
 EXTERNAL_TTL = 600  # seconds before a cached workspace view is re-read from disk anyway
 FOLLOW_INTERVAL = 10.0  # seconds between two reloads for labelled data changed from outside

@@ -18,11 +18,11 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, LOCAL_DIR_PREFIX, TINY_CLIP
 from detector.errors import CueLensError
+from detector.identity import BackboneSpec
 from detector.images import DEFAULT_MAX_PIXELS
 from detector.paths import check_data_path
 
@@ -50,28 +50,6 @@ UPLOAD_TYPES = (
     "qoi",
     "mpo",
 )
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What to load: ``detector.backbone.load_backbone(model, pretrained, device, precision)``."""
-
-    model: str
-    pretrained: str | None
-    device: str = "auto"
-    precision: str = "auto"
-    draft: bool = False  # reduced-scale JPEG decoding (opt-in; the id gets @draft)
-
-    @property
-    def is_demo(self) -> bool:
-        return self.model == TINY_CLIP
-
-    @property
-    def label(self) -> str:
-        """``model / weights`` as a user reads it."""
-        if self.is_demo:
-            return f"{TINY_CLIP} (random weights)"
-        return f"{self.model} / {self.pretrained}" if self.pretrained else self.model
 
 
 DEMO_SPEC = BackboneSpec(TINY_CLIP, None, "cpu", "fp32")

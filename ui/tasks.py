@@ -6,6 +6,8 @@ No Streamlit import: the jobs run outside any script run.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from concepts.stability import run_stability
 from detector.audit import audit
 from detector.datasets import load_dataset
@@ -48,14 +50,14 @@ def extract_job(
     with Workspace(workspace_path) as ws:
         if ray_address:
             # lazy: the Ray path is rarely used and pulls in the distributed engine
-            from detector.distributed import BackboneSpec, RayOptions, embed_dataset_ray
+            from detector.distributed import RayOptions, embed_dataset_ray
 
             job.update(0.0, f"connecting to the Ray cluster at {ray_address}")
             summary = embed_dataset_ray(
                 dataset,
                 ws,
                 backbone,
-                BackboneSpec(spec.model, spec.pretrained, spec.precision, device=spec.device),
+                replace(spec, draft=False),  # the Ray engine always decodes in full
                 RayOptions(address=ray_address),
                 progress=progress,
                 should_stop=job.should_stop,

@@ -7,6 +7,7 @@ import contextlib
 
 from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
 from detector.errors import CueLensError
+from detector.identity import BackboneSpec
 
 
 def add_backbone_options(parser: argparse.ArgumentParser) -> None:
@@ -125,8 +126,6 @@ def ray_options_from_args(args: argparse.Namespace):
 
 def backbone_spec_from_args(args: argparse.Namespace, interpolation: str = "bilinear"):
     """How Ray actors rebuild the backbone named by ``add_backbone_options``' arguments."""
-    from detector.distributed import BackboneSpec  # pandas and the engine: only with --engine ray
-
     if getattr(args, "draft_decode", False):
         # The Ray engine's decode tasks always decode in full; an @draft id would then name
         # embeddings that were not made with reduced-scale decoding.

@@ -8,6 +8,7 @@ import sys
 
 from detector.cli import print_json
 from detector.commands.common import add_embedding_options, add_engine_options, add_json_option
+from detector.identity import BackboneSpec
 from detector.store import Workspace
 
 
@@ -125,11 +126,17 @@ def _loader(args: argparse.Namespace, backbone_id: str, device: str | None = Non
 def _ray_engine(args: argparse.Namespace, backbone_id: str):
     """The sweep's ``engine`` for ``--engine ray``: actors rebuild the head's backbone."""
     from detector.commands.common import ray_options_from_args
-    from detector.distributed import BackboneSpec, ray_engine, require_ray
+    from detector.distributed import ray_engine, require_ray
 
     require_ray()
     model, pretrained, interpolation = _model_args(args, backbone_id)
-    spec = BackboneSpec(model, pretrained, args.precision, interpolation, args.device)
+    spec = BackboneSpec(
+        model,
+        pretrained,
+        device=args.device,
+        precision=args.precision,
+        interpolation=interpolation,
+    )
     return ray_engine(spec, ray_options_from_args(args))
 
 
