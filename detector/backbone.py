@@ -49,6 +49,8 @@ from detector.convert import hf_cache_hint
 from detector.errors import CueLensError
 from detector.identity import (
     DEFAULT_INTERPOLATION,
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
     LOCAL_DIR_MODEL,
     RANDOM_WEIGHTS,
     TINY_CLIP,
@@ -59,8 +61,6 @@ from detector.precision import PrecisionDecision, cached_decision, choose_cpu_pr
 ASSETS = paths.assets_dir()
 MODEL_CONFIG_DIR = ASSETS / "models"
 
-DEFAULT_MODEL = "ViT-L-14-336"
-DEFAULT_PRETRAINED = "openai"
 TINY_CLIP_SEED = 20260212
 LOCAL_DIR_PREFIX = "local-dir:"
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from detector.errors import CueLensError
 
+DEFAULT_MODEL = "ViT-L-14-336"  # the paper's backbone (run with QuickGELU for OpenAI weights)
+DEFAULT_PRETRAINED = "openai"
 TINY_CLIP = "tiny-clip"  # the built-in random-weights demo backbone
 RANDOM_WEIGHTS = "random"  # weights of tiny-clip, and of MODEL/random (benchmarks only)
 LOCAL_DIR_MODEL = "local-dir"  # the model part of an open_clip model folder's id

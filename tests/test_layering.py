@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -326,3 +328,24 @@ def test_a_page_importing_the_library_is_found(tmp_path):
         "app.py:1 app -> concepts.report",
         "pages/data.py:2 pages.data -> detector.metrics",
     ]
+
+
+def test_cli_help_loads_no_data_stack():
+    """Command modules keep their library imports inside ``run`` (the CLI imports every one of
+    them to build its parser): ``--help`` must not pull in torch, pandas, pyarrow, scipy or
+    scikit-learn. Module-level imports of ``detector.store`` in one command made it do so."""
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['detector', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('detector', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('torch', 'pandas', 'pyarrow', 'scipy', 'sklearn', 'open_clip')\n"
+        "print('LOADED:' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = [line for line in out.stdout.splitlines() if line.startswith("LOADED:")]
+    assert loaded == ["LOADED:"], loaded

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.audit import audit, is_workspace_dir
 from detector.cli import print_json
 from detector.commands.common import add_json_option
 from detector.errors import CueLensError
-from detector.results import save_audit
-from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -49,6 +46,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use: the CLI imports every command module to build its parser, and these
+    # load pandas, scipy or torch, which `--help` does not need
+    from detector.audit import audit, is_workspace_dir
+    from detector.results import save_audit
+    from detector.store import Workspace
+
     if not 0.5 <= args.threshold <= 1.0:
         raise CueLensError(f"--threshold must be between 0.5 and 1, got {args.threshold}")
     options = {

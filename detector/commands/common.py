@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from detector.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_backbone
 from detector.errors import CueLensError
-from detector.identity import BackboneSpec
+from detector.identity import DEFAULT_MODEL, DEFAULT_PRETRAINED, BackboneSpec
 
 
 def add_backbone_options(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +43,9 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
 
 def backbone_from_args(args: argparse.Namespace):
     """Load the backbone named by ``add_backbone_options``' arguments."""
+    # imported on use: torch and the model code, which building the parser does not need
+    from detector.backbone import load_backbone
+
     pretrained = args.pretrained
     if pretrained is None and args.model == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED

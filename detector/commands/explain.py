@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from concepts.attribution import surrogate_caption
-from concepts.report import DEMO_BANNER, EXACT_NOTE, explain_embeddings
-from concepts.vocabulary import DEFAULT_VOCABULARY
 from detector.cli import print_json
 from detector.commands.common import (
     add_backbone_options,
@@ -17,8 +14,6 @@ from detector.commands.common import (
     backbone_from_args,
 )
 from detector.commands.concepts import card_vocabulary
-from detector.provenance import provenance_record
-from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -57,10 +52,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: the analysis flow and the heads load torch, and the CLI imports every command for
-    # its parser
+    # imported on use (pandas, scipy, torch): the CLI imports every command module to build
+    # its parser, and `--help` needs none of them
+    from concepts.attribution import surrogate_caption
+    from concepts.report import DEMO_BANNER, EXACT_NOTE, explain_embeddings
+    from concepts.vocabulary import DEFAULT_VOCABULARY
     from detector.analysis import analyse_bytes, read_files
     from detector.catalog import resolve_head
+    from detector.provenance import provenance_record
+    from detector.store import Workspace
 
     ws = Workspace(args.workspace, create=False) if args.workspace else None
     try:

@@ -8,9 +8,6 @@ from detector.cli import print_json
 from detector.commands.common import add_json_option
 from detector.commands.train import add_param_option, parse_params
 from detector.identity import is_demo_id
-from detector.metrics import table_records
-from detector.results import result_key, save_transfer
-from detector.store import Workspace
 
 GROUPS_HELP = (
     "comma-separated: GEN (one generator; 'unknown' = unnamed), NAME=GEN1+GEN2 (a named group, "
@@ -51,7 +48,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: training loads torch, and the CLI imports every command for its parser
+    # imported on use (pandas, scipy, torch): the CLI imports every command module to build
+    # its parser, and `--help` needs none of them
+    from detector.metrics import table_records
+    from detector.results import result_key, save_transfer
+    from detector.store import Workspace
     from detector.train import matrix_table, resolve_backbone_id, workspace_transfer_matrix
 
     params = parse_params(args.param)

@@ -7,9 +7,6 @@ import argparse
 
 from detector.cli import print_json
 from detector.commands.common import add_json_option
-from detector.metrics import table_records
-from detector.provenance import provenance_record
-from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -89,10 +86,14 @@ def _load_backbone(args, head):
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: the analysis flow loads torch, and the CLI imports every command for its parser
+    # imported on use (pandas, scipy, torch): the CLI imports every command module to build
+    # its parser, and `--help` needs none of them
     from detector.analysis import predict_images
     from detector.heads import head_card
     from detector.inference import head_threshold, verdict_edges
+    from detector.metrics import table_records
+    from detector.provenance import provenance_record
+    from detector.store import Workspace
 
     ws = Workspace(args.workspace) if args.workspace else None
     try:

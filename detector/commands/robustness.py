@@ -9,7 +9,6 @@ import sys
 from detector.cli import print_json
 from detector.commands.common import add_embedding_options, add_engine_options, add_json_option
 from detector.identity import BackboneSpec
-from detector.store import Workspace
 
 
 def register(sub) -> None:
@@ -149,9 +148,11 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: heads and the sweep load torch, and the CLI imports every command for its parser
+    # imported on use (pandas, scipy, torch): the CLI imports every command module to build
+    # its parser, and `--help` needs none of them
     from detector.catalog import resolve_head
     from detector.perturb import robustness_sweep
+    from detector.store import Workspace
 
     workspace = Workspace(args.workspace, create=False)
     try:
